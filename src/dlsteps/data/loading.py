@@ -1,0 +1,109 @@
+"""Batches for the engine, addressable by step so a stage can resume at the exact batch.
+
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)`` alone, so the batch of
+any global step can be recomputed after a restart without replaying the loader; the
+same sampler shards the order across DDP ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded per-epoch order, sharded ``rank::world`` (padded so ranks stay in step)."""
+
+    def __init__(
+        self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1
+    ) -> None:
+        self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
+        self.per_rank = math.ceil(size / world)
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Next iteration yields epoch ``epoch`` without its first ``skip`` samples."""
+        self.epoch, self.skip = epoch, skip
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            idx = torch.randperm(self.size, generator=gen)
+        else:
+            idx = torch.arange(self.size)
+        padded = self.per_rank * self.world
+        if padded > self.size:
+            idx = torch.cat([idx, idx[: padded - self.size]])
+        return idx[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order(self.epoch)[self.skip :].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.skip
+
+
+class StepStream:
+    """An endless stream of batches over epochs; ``batches(start)`` begins at global batch
+    ``start`` (0-based), which is how a resumed stage continues exactly where it stopped."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        *,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.sampler = EpochSampler(len(dataset), seed, shuffle, rank, world)
+        self.batch_size = batch_size
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+            drop_last=False,
+        )
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.sampler.per_rank / self.batch_size)
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:
+        epoch, offset = divmod(start, self.steps_per_epoch)
+        while True:
+            self.sampler.set_epoch(epoch, skip=offset * self.batch_size)
+            yield from self.loader
+            epoch, offset = epoch + 1, 0
+
+
+class FixedBatch:
+    """The overfit stages' source: the same few samples, read once, as one batch."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        loader = DataLoader(Subset(dataset, list(indices)), batch_size=len(indices))
+        self.batch: Batch = next(iter(loader))
+        self.batch_size = len(indices)
+        self.steps_per_epoch = 1
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:
+        while True:
+            yield self.batch
+
+
+def pick_samples(size: int, count: int, seed: int) -> list[int]:
+    """``count`` distinct train indices chosen by ``seed`` (the overfit stages' samples)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=gen)[: min(count, size)].tolist()

@@ -1,0 +1,176 @@
+"""One pass over the data: content hashes (split overlap), label counts (label range,
+baseline, class weights) and target moments (regression baseline).
+
+The pass goes through a DataLoader in chunks (with the config's workers), so it scales
+to large sets; results are cached as ``data_stats.json`` in the run directory and
+shared by preflight, full-data's baseline and augment's class weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dlsteps.atomic import write_json
+from dlsteps.errors import DataError
+
+STATS_FILE = "data_stats.json"
+MAX_ITEMS = 50_000  # per split; beyond it a seeded random subset is read
+
+
+@dataclass
+class SplitStats:
+    size: int
+    read: int
+    label_counts: dict[int, int] = field(default_factory=dict)  # classification/segmentation
+    target_mean: list[float] | None = None  # regression/generative: mean target (flattened)
+    target_sq_mean: list[float] | None = None
+    hashes: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+
+
+@dataclass
+class DataStats:
+    train: SplitStats
+    val: SplitStats
+
+    def overlap(self) -> list[tuple[int, int]]:
+        """(train index, val index) pairs whose inputs are byte-identical."""
+        seen = dict(zip(self.train.hashes, self.train.indices, strict=True))
+        return [
+            (seen[h], i)
+            for h, i in zip(self.val.hashes, self.val.indices, strict=True)
+            if h in seen
+        ]
+
+    def baseline_loss(self, task: str, num_classes: int | None, ignore_index: int) -> float | None:
+        """Val loss of the best input-independent predictor fitted on train."""
+        if task in ("classification", "segmentation"):
+            counts = {k: v for k, v in self.train.label_counts.items() if k != ignore_index}
+            val = {k: v for k, v in self.val.label_counts.items() if k != ignore_index}
+            total, vtotal = sum(counts.values()), sum(val.values())
+            if not total or not vtotal:
+                return None
+            classes = num_classes or (max([*counts, *val]) + 1)
+            # add-half smoothing keeps classes absent from train at a finite loss
+            probs = {c: (counts.get(c, 0) + 0.5) / (total + 0.5 * classes) for c in range(classes)}
+            return -sum(n / vtotal * math.log(probs.get(c, 1e-12)) for c, n in val.items())
+        if task == "regression" and self.train.target_mean and self.val.target_mean:
+            mu = np.asarray(self.train.target_mean)
+            vm, vsq = np.asarray(self.val.target_mean), np.asarray(self.val.target_sq_mean)
+            return float(np.mean(vsq - 2 * mu * vm + mu**2))
+        if task == "generative" and self.train.target_mean and self.val.target_mean:
+            return None  # L1 of a constant image has no closed form; the gate skips it
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"train": asdict(self.train), "val": asdict(self.val)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataStats:
+        def split(d: dict[str, Any]) -> SplitStats:
+            d = dict(d)
+            d["label_counts"] = {int(k): v for k, v in d["label_counts"].items()}
+            return SplitStats(**d)
+
+        return cls(split(data["train"]), split(data["val"]))
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+def _split_stats(ds: Dataset, name: str, task: str, num_workers: int, seed: int) -> SplitStats:
+    size = len(ds)
+    if size > MAX_ITEMS:
+        gen = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(size, generator=gen)[:MAX_ITEMS].sort().values.tolist()
+    else:
+        indices = list(range(size))
+    loader = DataLoader(
+        _Indexed(ds, indices), batch_size=64, num_workers=num_workers, collate_fn=_as_list
+    )
+    stats = SplitStats(size=size, read=len(indices))
+    counts: dict[int, int] = {}
+    tsum: np.ndarray | None = None
+    tsq: np.ndarray | None = None
+    for chunk in loader:
+        for index, (x, y) in chunk:
+            x_t, y_t = torch.as_tensor(x), torch.as_tensor(y)
+            stats.hashes.append(_digest(x_t))
+            stats.indices.append(index)
+            if task in ("classification", "segmentation"):
+                if y_t.is_floating_point() and not torch.all(y_t == y_t.round()):
+                    raise DataError(
+                        f"{name} item {index}: target is a float tensor with fractional values; "
+                        f"task {task} needs integer class labels"
+                    )
+                values, n = torch.unique(y_t.long(), return_counts=True)
+                for v, c in zip(values.tolist(), n.tolist(), strict=True):
+                    counts[v] = counts.get(v, 0) + c
+            else:
+                flat = y_t.double().reshape(-1).numpy()
+                tsum = flat.copy() if tsum is None else tsum + flat
+                tsq = flat**2 if tsq is None else tsq + flat**2
+    stats.label_counts = dict(sorted(counts.items()))
+    if tsum is not None and tsq is not None:
+        n = len(indices)
+        # per-element moments are what a constant predictor needs; keep them small
+        stats.target_mean = [float(np.mean(tsum / n))] if tsum.size > 4096 else (tsum / n).tolist()
+        stats.target_sq_mean = [float(np.mean(tsq / n))] if tsq.size > 4096 else (tsq / n).tolist()
+    return stats
+
+
+class _Indexed(Dataset):
+    def __init__(self, ds: Dataset, indices: list[int]) -> None:
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        index = self.indices[i]
+        try:
+            item = self.ds[index]
+        except Exception as exc:
+            raise DataError(f"reading item {index} raised {type(exc).__name__}: {exc}") from exc
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise DataError(
+                f"item {index} must be an (input, target) pair, got {type(item).__name__}"
+            )
+        return index, item
+
+
+def _digest(x: torch.Tensor) -> str:
+    x = x.detach().cpu().contiguous()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((tuple(x.shape), str(x.dtype))).encode())
+    h.update(x.numpy().tobytes() if x.dtype != torch.bfloat16 else x.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def data_stats(
+    train: Dataset, val: Dataset, task: str, num_workers: int, seed: int, cache: Path | None
+) -> DataStats:
+    """Compute once per run (cached in ``cache``, the run directory)."""
+    path = cache / STATS_FILE if cache is not None else None
+    if path is not None and path.exists():
+        try:
+            return DataStats.from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    stats = DataStats(
+        _split_stats(train, "train", task, num_workers, seed),
+        _split_stats(val, "val", task, num_workers, seed),
+    )
+    if path is not None:
+        write_json(path, stats.to_json())
+    return stats

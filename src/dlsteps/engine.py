@@ -1,0 +1,274 @@
+"""The one training loop every stage uses.
+
+Per optimizer step it logs ``train/loss``, ``grad/norm``, ``lr``, ``time/data`` and
+``time/compute``; every ``val_every`` steps it runs a forward pass on one random val
+batch and logs ``val/loss`` and ``diag/output_spread`` (how much the output varies across
+the inputs of that batch; ~0 means the model ignores its input).
+
+Device-side values are *not* copied to the host each step (that would sync the GPU):
+they wait in ``_Pending`` and are copied out in one ``torch.stack(...).tolist()`` every
+``flush_every`` steps, at the end, on failure and on interrupt. NaN detection, early
+stopping and progress run at those flushes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from dlsteps.data.loading import Batch
+from dlsteps.logbook import Logbook, Row
+
+StopCheck = Callable[[deque], bool]
+
+
+class Source:
+    """Anything with ``batches(start) -> Iterator[Batch]`` (``StepStream``, ``FixedBatch``)."""
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    train_loss: float
+    val_loss: float | None
+    elapsed: float
+
+
+@dataclass
+class FitSetup:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    loss_fn: nn.Module
+    train: Source
+    val: Source
+    total_steps: int
+    device: torch.device
+    val_every: int = 1
+    flush_every: int = 25
+    precision: str = "32"
+    grad_clip: float | None = None
+    max_seconds: float | None = None
+    stop_check: StopCheck | None = None
+    stop_window: int = 10
+    on_progress: Callable[[Progress], str | None] | None = None
+    on_checkpoint: Callable[[int], None] | None = None
+    checkpoint_every: int = 0
+    scaler: torch.amp.GradScaler | None = None
+
+
+@dataclass
+class FitResult:
+    last_step: int
+    reason: str  # completed | early_stop | nan_loss | time_budget | stopped
+    seconds: float
+    nan_step: int | None = None
+    message: str = ""
+    train_tail: list[float] = field(default_factory=list)
+
+
+class _Pending:
+    """Rows whose values may still live on the device; flushed in one host copy."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.tags: list[str] = []
+        self.tensors: list[torch.Tensor] = []
+        self.host: list[Row] = []
+
+    def add(self, step: int, tag: str, value: torch.Tensor) -> None:
+        self.steps.append(step)
+        self.tags.append(tag)
+        self.tensors.append(value.detach().float().reshape(()))
+
+    def add_host(self, step: int, tag: str, value: float) -> None:
+        self.host.append(Row(step, tag, value))
+
+    def drain(self) -> list[Row]:
+        values = torch.stack(self.tensors).tolist() if self.tensors else []  # the one sync
+        rows = [Row(s, t, v) for s, t, v in zip(self.steps, self.tags, values, strict=True)]
+        rows.extend(self.host)
+        rows.sort(key=lambda r: r.step)
+        self.steps, self.tags, self.tensors, self.host = [], [], [], []
+        return rows
+
+
+class _Timer:
+    """Compute time per step: wall clock on CPU; CUDA events (read at flush) on GPU, so
+    timing never adds a synchronisation to the step itself."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.events: list[tuple[int, torch.cuda.Event, torch.cuda.Event]] = []
+        self._start: float | torch.cuda.Event = 0.0
+
+    def start(self) -> None:
+        if self.cuda:
+            self._start = torch.cuda.Event(enable_timing=True)
+            self._start.record()
+        else:
+            self._start = time.perf_counter()
+
+    def stop(self, step: int, pending: _Pending) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self.events.append((step, self._start, end))
+        else:
+            pending.add_host(step, "time/compute", time.perf_counter() - self._start)
+
+    def resolve(self, pending: _Pending) -> None:
+        for step, start, end in self.events:
+            end.synchronize()
+            pending.add_host(step, "time/compute", start.elapsed_time(end) / 1000.0)
+        self.events.clear()
+
+
+def grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:
+    """Total L2 norm of the gradients (clipping them to ``clip`` when set), on the device."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=params[0].device)
+    if clip is not None:
+        return nn.utils.clip_grad_norm_(params, clip)
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def output_spread(out: torch.Tensor) -> torch.Tensor:
+    """Std across the batch relative to the overall std: ~0 when outputs ignore inputs."""
+    out = out.detach().float()
+    if out.shape[0] < 2:
+        return torch.full((), float("nan"), device=out.device)
+    return out.std(dim=0).mean() / (out.std() + 1e-12)
+
+
+def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int = 0) -> FitResult:
+    """Train from ``start_step`` (steps already done) to ``total_steps``; log every value."""
+    s = setup
+    model, device = s.model, s.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    autocast = _autocast(device, s.precision)
+    train_it = s.train.batches(start_step)
+    val_it = s.val.batches(val_start)
+    pending, timer = _Pending(), _Timer(device)
+    recent: deque = deque(maxlen=s.stop_window)
+    last_val: float | None = None
+    started = time.perf_counter()
+    step = start_step
+    model.train()
+
+    def flush() -> FitResult | None:
+        nonlocal last_val
+        timer.resolve(pending)
+        rows = pending.drain()
+        logbook.write(rows)
+        for row in rows:
+            if row.tag == "train/loss":
+                if not math.isfinite(row.value):
+                    logbook.flush()
+                    return _stop(row.step, "nan_loss", started, nan_step=row.step)
+                recent.append(row.value)
+            elif row.tag == "val/loss":
+                last_val = row.value
+        logbook.flush()
+        if s.on_progress and recent:
+            reason = s.on_progress(
+                Progress(step, s.total_steps, recent[-1], last_val, time.perf_counter() - started)
+            )
+            if reason:
+                return _stop(step, "stopped", started, message=reason)
+        if s.stop_check and s.stop_check(recent):
+            return _stop(step, "early_stop", started)
+        return None
+
+    try:
+        t_wait = time.perf_counter()
+        while step < s.total_steps:
+            x, y = next(train_it)
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            step += 1
+            pending.add_host(step, "time/data", time.perf_counter() - t_wait)
+            timer.start()
+            with autocast:
+                loss = s.loss_fn(model(x), y)
+            s.optimizer.zero_grad(set_to_none=True)
+            if s.scaler is not None:
+                s.scaler.scale(loss).backward()
+                s.scaler.unscale_(s.optimizer)
+                norm = grad_norm(params, s.grad_clip)
+                s.scaler.step(s.optimizer)
+                s.scaler.update()
+            else:
+                loss.backward()
+                norm = grad_norm(params, s.grad_clip)
+                s.optimizer.step()
+            pending.add_host(step, "lr", s.optimizer.param_groups[0]["lr"])
+            if s.scheduler is not None:
+                s.scheduler.step()
+            pending.add(step, "train/loss", loss)
+            pending.add(step, "grad/norm", norm)
+            if step % s.val_every == 0:
+                vx, vy = next(val_it)
+                vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
+                pending.add(step, "val/loss", vloss)
+                pending.add(step, "diag/output_spread", spread)
+            timer.stop(step, pending)
+            if step % s.flush_every == 0 or step == s.total_steps:
+                if (result := flush()) is not None:
+                    return result
+                if s.max_seconds is not None and time.perf_counter() - started > s.max_seconds:
+                    return _stop(step, "time_budget", started)
+            if s.on_checkpoint and s.checkpoint_every and step % s.checkpoint_every == 0:
+                if (result := flush()) is not None:
+                    return result
+                s.on_checkpoint(step)
+            t_wait = time.perf_counter()
+    finally:
+        # whatever ends the loop (interrupt, a crash in user code), what was measured is kept
+        if pending.tensors or pending.host:
+            timer.resolve(pending)
+            logbook.write(pending.drain())
+        logbook.flush()
+    return _stop(step, "completed", started)
+
+
+def _stop(step: int, reason: str, started: float, **kw: object) -> FitResult:
+    return FitResult(step, reason, time.perf_counter() - started, **kw)  # type: ignore[arg-type]
+
+
+def _validate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    autocast: contextlib.AbstractContextManager,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    model.eval()
+    with torch.no_grad(), autocast:
+        out = model(x)
+        loss = loss_fn(out, y)
+    model.train()
+    return loss, output_spread(out)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if device.type != "cuda" or precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)

@@ -74,6 +74,17 @@ class LogConfig(_Strict):
     progress_every: PositiveInt = Field(50, description="steps between plain progress lines")
 
 
+class MetricsConfig(_Strict):
+    primary: str = Field(
+        "auto",
+        description="val metric the augment/scale-up gates compare; auto: miou "
+        "(segmentation), accuracy (classification), rmse (regression), psnr (generative)",
+    )
+    every: NonNegativeInt = Field(
+        0, description="steps between full val passes for metrics; 0: only at stage end"
+    )
+
+
 class GateConfig(_Strict):
     train_loss_below: NonNegativeFloat = Field(0.01, description="overfit stages: target loss")
     window: PositiveInt = Field(10, description="batches averaged for the train-loss gate")
@@ -116,6 +127,7 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-stage overlays: any key above + stage knobs"
     )

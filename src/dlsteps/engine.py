@@ -45,9 +45,53 @@ class Progress:
     elapsed: float
 
 
+class SupervisedStep:
+    """One optimizer step of plain supervised training: forward, loss, backward, update.
+
+    Returns device tensors only (no host sync): the loss, the gradient norm, and any
+    extra ``{tag: value}`` to log. Other training schemes (the adversarial stage) supply
+    their own step object with the same call signature; the loop stays the same.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module,
+        autocast: contextlib.AbstractContextManager,
+        grad_clip: float | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.autocast, self.grad_clip, self.scaler = autocast, grad_clip, scaler
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        with self.autocast:
+            loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            norm = grad_norm(self.params, self.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            norm = grad_norm(self.params, self.grad_clip)
+            self.optimizer.step()
+        return loss, norm, {}
+
+
+TrainStep = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
+
+
 @dataclass
 class FitSetup:
     model: nn.Module
+    step: TrainStep
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     loss_fn: nn.Module
@@ -55,17 +99,15 @@ class FitSetup:
     val: Source
     total_steps: int
     device: torch.device
+    autocast: contextlib.AbstractContextManager = field(default_factory=contextlib.nullcontext)
     val_every: int = 1
     flush_every: int = 25
-    precision: str = "32"
-    grad_clip: float | None = None
     max_seconds: float | None = None
     stop_check: StopCheck | None = None
     stop_window: int = 10
     on_progress: Callable[[Progress], str | None] | None = None
     on_checkpoint: Callable[[int], None] | None = None
     checkpoint_every: int = 0
-    scaler: torch.amp.GradScaler | None = None
 
 
 @dataclass
@@ -158,8 +200,7 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
     """Train from ``start_step`` (steps already done) to ``total_steps``; log every value."""
     s = setup
     model, device = s.model, s.device
-    params = [p for p in model.parameters() if p.requires_grad]
-    autocast = _autocast(device, s.precision)
+    autocast = s.autocast
     train_it = s.train.batches(start_step)
     val_it = s.val.batches(val_start)
     pending, timer = _Pending(), _Timer(device)
@@ -202,24 +243,14 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
             step += 1
             pending.add_host(step, "time/data", time.perf_counter() - t_wait)
             timer.start()
-            with autocast:
-                loss = s.loss_fn(model(x), y)
-            s.optimizer.zero_grad(set_to_none=True)
-            if s.scaler is not None:
-                s.scaler.scale(loss).backward()
-                s.scaler.unscale_(s.optimizer)
-                norm = grad_norm(params, s.grad_clip)
-                s.scaler.step(s.optimizer)
-                s.scaler.update()
-            else:
-                loss.backward()
-                norm = grad_norm(params, s.grad_clip)
-                s.optimizer.step()
+            loss, norm, extra = s.step(x, y)
             pending.add_host(step, "lr", s.optimizer.param_groups[0]["lr"])
             if s.scheduler is not None:
                 s.scheduler.step()
             pending.add(step, "train/loss", loss)
             pending.add(step, "grad/norm", norm)
+            for tag, value in extra.items():
+                pending.add(step, tag, value)
             if step % s.val_every == 0:
                 vx, vy = next(val_it)
                 vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
@@ -267,7 +298,7 @@ def _validate(
     return loss, output_spread(out)
 
 
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def make_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if device.type != "cuda" or precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

@@ -288,8 +288,12 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
                 overfit_reached(np.asarray(recent), gate.window, gate.train_loss_below) is not None
             )
 
+    autocast = engine.make_autocast(ctx.device, cfg.precision)
     setup = engine.FitSetup(
         model=model,
+        step=engine.SupervisedStep(
+            model, optimizer, loss_fn, autocast, cfg.optim.grad_clip, _grad_scaler(ctx.device, cfg)
+        ),
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=loss_fn,
@@ -298,9 +302,8 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
         total_steps=total,
         device=ctx.device,
         val_every=knobs.val_every,
+        autocast=autocast,
         flush_every=min(cfg.log.flush_every, gate.window) if overfit else cfg.log.flush_every,
-        precision=cfg.precision,
-        grad_clip=cfg.optim.grad_clip,
         max_seconds=gate.max_seconds,
         stop_check=stop_check,
         stop_window=gate.window,
@@ -329,6 +332,13 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
     if result.reason == "time_budget":
         notes.append(f"stopped at the wall-time budget of {gate.max_seconds:g} s")
     return verdict, notes
+
+
+def _grad_scaler(device: torch.device, cfg: Any) -> torch.amp.GradScaler | None:
+    """fp16 autocast needs loss scaling; bf16 and fp32 do not."""
+    if device.type == "cuda" and cfg.precision == "16":
+        return torch.amp.GradScaler("cuda")
+    return None
 
 
 def _progress_hook(reporter: Reporter):

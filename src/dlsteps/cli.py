@@ -161,7 +161,8 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
 def main() -> None:
     """Console-script entry point: user errors become one line and exit 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the exit code instead of raising
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except UserError as exc:

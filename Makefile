@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/seg.yaml
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format clean browser
 
 $(BIN)/dlsteps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ lint: $(BIN)/dlsteps
 format: $(BIN)/dlsteps
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
+
+# Chromium from the system's packages, for the test that opens report.html in a real
+# headless browser (skipped, with the reason, where Chromium is missing). CI runs this.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the report browser test will be skipped"
 
 clean:
 	rm -rf $(VENV) runs/*-*/

@@ -1,0 +1,430 @@
+"""``dlsteps report RUN_DIR``: re-judge a run from its logbook and write ``report.html``.
+
+The gates are pure functions of logged curves, so the verdict is computed again here
+from ``<stage>/scalars.jsonl`` and the gate config in the run's ``config.yaml``: a report
+of an old run shows the verdict those curves earn, and says where it differs from the one
+recorded in ``summary.json``. ``report.html`` is one self-contained file (inline SVG plots,
+pictures as data URIs, a Content-Security-Policy that forbids any network request) with,
+per stage: loss curves with the gate threshold drawn, metric curves, speed figures, the
+diagnoses with advice, the confusion matrix and the sample predictions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from dlsteps.atomic import write_text
+from dlsteps.config import LoadedConfig, StagePlan, build_config
+from dlsteps.diagnoses import CATALOG, Diagnosis
+from dlsteps.errors import ConfigError, UserError
+from dlsteps.gates import GATES, Verdict, judge, rolling_mean
+from dlsteps.logbook import Curves, read_curves
+from dlsteps.metrics import primary_metric
+from dlsteps.observe import METRICS_JSON, SAMPLES_PNG
+from dlsteps.stages import OVERFIT_STAGES
+from dlsteps.svgplot import HLine, Series, line_chart
+
+REPORT_HTML = "report.html"
+SAMPLES_MIN_WIDTH = 360  # pixels; small sample pictures are shown zoomed
+TRAIN, VAL, GATE, BASELINE = "#1f77b4", "#ff7f0e", "#d62728", "#7f7f7f"
+COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1f77b4")
+SHOWN_ELSEWHERE = ("train/loss", "val/loss", "baseline/val_loss", "time/", "metrics/", "grad/")
+
+
+@dataclass
+class StageView:
+    """One stage as the report shows it: the (re-judged) summary entry and its curves."""
+
+    entry: dict[str, Any]
+    curves: Curves
+    plan: StagePlan | None
+    recorded_status: str
+    reference: HLine | None = None  # the augment/scale-up gate's metric level
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.exists():
+        raise UserError(f"{run_dir}: no summary.json; is this a dlsteps run directory?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def rejudge(run_dir: Path) -> tuple[dict[str, Any], list[StageView], list[str]]:
+    """The summary with every judged training stage's verdict computed again from its
+    logbook; also the per-stage views and notes on what could not be re-judged."""
+    summary = read_summary(run_dir)
+    notes: list[str] = []
+    loaded = _load_run_config(run_dir, notes)
+    history: dict[str, Verdict] = {}
+    views = []
+    for recorded in summary.get("stages", []):
+        name = recorded["name"]
+        entry = dict(recorded)
+        curves = read_curves(run_dir / name)
+        plan = loaded.plans.get(name) if loaded else None
+        view = StageView(entry, curves, plan, recorded["status"])
+        if plan is not None and name in GATES and recorded["status"] in ("passed", "failed"):
+            verdict = judge(name, curves, plan.knobs.gate, history)
+            cfg = plan.config
+            if primary := primary_metric(cfg.task, cfg.metrics.primary).from_curves(curves):
+                verdict.figures["primary_metric"] = primary
+            entry.update(
+                status=verdict.status,
+                diagnoses=[d.to_json() for d in verdict.diagnoses],
+                figures={**recorded.get("figures", {}), **verdict.figures},
+            )
+            view.reference = _reference(entry["figures"])
+            if verdict.status != recorded["status"]:
+                notes.append(
+                    f"{name}: re-judged from its logbook as {verdict.status}; the run "
+                    f"recorded {recorded['status']}"
+                )
+        history[name] = Verdict(
+            entry["status"],
+            [Diagnosis.from_json(d) for d in entry.get("diagnoses", [])],
+            entry.get("figures", {}),
+        )
+        views.append(view)
+    summary = {**summary, "stages": [v.entry for v in views]}
+    statuses = [v.entry["status"] for v in views]
+    if summary.get("status") in ("passed", "failed"):
+        summary["status"] = "failed" if "failed" in statuses else "passed"
+    return summary, views, notes
+
+
+def write_report(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
+    """Re-judge and write ``RUN_DIR/report.html``; returns the summary, path and notes."""
+    summary, views, notes = rejudge(run_dir)
+    path = run_dir / REPORT_HTML
+    write_text(path, render(summary, views, notes, run_dir))
+    return summary, path, notes
+
+
+def _load_run_config(run_dir: Path, notes: list[str]) -> LoadedConfig | None:
+    path = run_dir / "config.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return build_config(raw, str(path))
+    except (OSError, yaml.YAMLError, ConfigError) as exc:
+        notes.append(f"recorded verdicts shown as they are: cannot read {path} ({exc})")
+        return None
+
+
+def _reference(figures: dict[str, Any]) -> HLine | None:
+    """The primary-metric level an augment/scale-up stage must not fall below, from the
+    gate's own figures (``reference_value``, ``tolerance``)."""
+    primary, ref = figures.get("primary_metric"), figures.get("reference_value")
+    if not isinstance(primary, dict) or ref is None:
+        return None
+    higher, tol = bool(primary["higher_is_better"]), float(figures.get("tolerance", 0.0))
+    level = ref - tol if higher else ref + tol
+    return HLine(f"gate: {'≥' if higher else '≤'} {level:.4g}", level, GATE)
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;
+ max-width:1180px;color:#1d1d1f;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:0}h3{font-size:14px;margin:14px 0 6px}
+.meta{color:#666;margin:2px 0 10px}
+section{border:1px solid #ddd;border-radius:8px;padding:14px 18px;margin:18px 0}
+.badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;color:#fff;
+ vertical-align:middle}
+.passed{background:#2e7d32}.failed,.error{background:#c62828}.skipped{background:#9e9e9e}
+.interrupted,.pruned,.running{background:#ef8f00}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;
+ text-align:left;font-variant-numeric:tabular-nums}th{background:#f5f5f7}
+.plots,.tables{display:flex;flex-wrap:wrap;gap:10px 28px}
+svg.plot{border:1px solid #eee;border-radius:6px;background:#fff}
+svg .frame{fill:none;stroke:#bbb}svg .grid{stroke:#eee}
+svg .ytick{font-size:10px;text-anchor:end;fill:#555}
+svg .xtick{font-size:10px;text-anchor:middle;fill:#555}
+svg .ptitle{font-size:12px;font-weight:600;fill:#222}svg .legend{font-size:11px;fill:#333}
+.diag{border-left:4px solid #c62828;padding:4px 10px;margin:6px 0;background:#fdf3f3}
+.diag.warn{border-color:#ef8f00;background:#fff8ec}
+details{margin-top:4px;color:#444}code{background:#f2f2f4;padding:0 3px;border-radius:3px}
+img.samples{image-rendering:pixelated;max-width:100%;border:1px solid #eee}
+.cm td{text-align:right;min-width:34px}.note{color:#8a5a00}.tables td{max-width:480px}
+"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def render(summary: dict[str, Any], views: list[StageView], notes: list[str], run_dir: Path) -> str:
+    title = f"dlsteps report · {summary.get('name', run_dir.name)}"
+    head = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+    )
+    status = summary.get("status", "?")
+    meta = " · ".join(
+        escape(str(summary[k])) for k in ("config", "run_dir", "device", "started") if k in summary
+    )
+    parts = [
+        head,
+        f"<h1>{escape(title)} {_badge(status)}</h1><p class='meta'>{meta}</p>",
+        *(f"<p class='note'>{escape(n)}</p>" for n in notes),
+        _overview(views),
+        *(_stage_section(v, run_dir / v.entry["name"]) for v in views),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge {escape(status)}">{escape(status)}</span>'
+
+
+def _overview(views: list[StageView]) -> str:
+    rows = []
+    for v in views:
+        e = v.entry
+        primary = e.get("figures", {}).get("primary_metric")
+        metric = f"{primary['name']} {_fmt(primary['value'])}" if primary else ""
+        codes = ", ".join(
+            d["code"] + ("" if d.get("severity") == "fail" else " (warn)")
+            for d in e.get("diagnoses", [])
+        )
+        secs = _fmt(e["seconds"]) if e.get("seconds") is not None else ""
+        rows.append(
+            f"<tr><td><a href='#stage-{escape(e['name'])}'>{escape(e['name'])}</a></td>"
+            f"<td>{_badge(e['status'])}</td><td>{secs}</td><td>{escape(metric)}</td>"
+            f"<td>{escape(codes)}</td></tr>"
+        )
+    return (
+        "<table><tr><th>stage</th><th>status</th><th>seconds</th><th>primary metric</th>"
+        f"<th>diagnoses</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def _stage_section(view: StageView, stage_dir: Path) -> str:
+    e = view.entry
+    name = e["name"]
+    meta = []
+    if e.get("seconds") is not None:
+        meta.append(f"{_fmt(e['seconds'])} s")
+    if "stopped" in e.get("figures", {}):
+        meta.append(f"stopped: {e['figures']['stopped']}")
+    if view.recorded_status != e["status"]:
+        meta.append(f"recorded as {view.recorded_status}, re-judged from the logbook")
+    parts = [
+        f"<section id='stage-{escape(name)}'><h2>{escape(name)} {_badge(e['status'])}</h2>",
+        f"<p class='meta'>{escape(' · '.join(meta))}</p>",
+        _diagnoses(e.get("diagnoses", [])),
+    ]
+    if e.get("error"):
+        parts.append(f"<div class='diag'>{escape(str(e['error']))}</div>")
+    if e.get("notes"):
+        parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in e["notes"]) + "</ul>")
+    plots = _plots(view)
+    if plots:
+        parts.append(f"<div class='plots'>{''.join(plots)}</div>")
+    tables = [_figures(e.get("figures", {})), _speed(view), _confusion(stage_dir / METRICS_JSON)]
+    parts.append(
+        "<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables if t) + "</div>"
+    )
+    parts.append(_samples(stage_dir / SAMPLES_PNG))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _diagnoses(diagnoses: list[dict[str, Any]]) -> str:
+    out = []
+    for d in diagnoses:
+        sev = d.get("severity", "fail")
+        step = f" at step {d['step']}" if d.get("step") is not None else ""
+        info = CATALOG.get(d["code"])
+        advice = (
+            f"<details><summary>{escape(info.title)}: causes and what to try</summary>"
+            f"<p><b>Likely causes:</b> {escape(info.causes)}.</p>"
+            f"<p><b>First thing to try:</b> {escape(info.first_try)}.</p>"
+            f"<p><code>dlsteps explain {escape(d['code'])}</code></p></details>"
+            if info
+            else ""
+        )
+        out.append(
+            f"<div class='diag {escape(sev)}'><b><code>{escape(d['code'])}</code></b> "
+            f"({escape(sev)}{step}): {escape(d.get('message', ''))}{advice}</div>"
+        )
+    return "".join(out)
+
+
+def _plots(view: StageView) -> list[str]:
+    c, name = view.curves, view.entry["name"]
+    if not c:
+        return []
+    gate = view.plan.knobs.gate if view.plan else None
+    plots = [_loss_plot(c, name, gate, view.entry.get("figures", {}))]
+    scalars = sorted(t for t in c if t.startswith("metrics/") and t.count("/") == 1)
+    if scalars:
+        hlines = []
+        primary = view.entry.get("figures", {}).get("primary_metric")
+        if view.reference is not None and primary:
+            hlines.append(view.reference)
+        plots.append(_chart(c, scalars, "val metrics (full val set)", hlines=hlines))
+    per_class = sorted(t for t in c if t.startswith("metrics/iou/"))
+    if per_class:
+        plots.append(_chart(c, per_class, "val IoU per class"))
+    if len(c.get_curve("time/compute")):
+        plots.append(_step_time_plot(c, gate))
+    if len(c.get_curve("grad/norm")):
+        plots.append(_chart(c, ["grad/norm"], "gradient norm", log_y=True))
+    groups: dict[str, list[str]] = {}  # e.g. diag/*, lr, gan/*: one chart per prefix
+    for tag in sorted(t for t in c if not t.startswith(SHOWN_ELSEWHERE)):
+        groups.setdefault(tag.split("/")[0], []).append(tag)
+    plots += [_chart(c, tags, prefix) for prefix, tags in groups.items()]
+    return plots
+
+
+def _loss_plot(c: Curves, stage: str, gate: Any, figures: dict[str, Any]) -> str:
+    train, val = c.get_curve("train/loss"), c.get_curve("val/loss")
+    window = gate.window if gate else 10
+    series = [
+        Series("train", train.steps, train.values, TRAIN, width=1.0, opacity=0.35),
+        Series(f"train (mean of {window})", train.steps, rolling_mean(train.values, window), TRAIN),
+        Series("val batch", val.steps, val.values, VAL, width=1.0, opacity=0.6),
+    ]
+    hlines = []
+    if gate is not None and stage in OVERFIT_STAGES:
+        hlines.append(
+            HLine(f"gate: train ≤ {gate.train_loss_below:g}", gate.train_loss_below, GATE)
+        )
+    if "first_val_loss" in figures and gate is not None:
+        level = figures["first_val_loss"] * (1 - gate.min_val_improvement)
+        hlines.append(HLine(f"gate: best val < {level:.4g}", level, GATE))
+    if len(base := c.get_curve("baseline/val_loss")):
+        hlines.append(HLine("baseline", float(base.values[0]), BASELINE))
+    log_y = stage in OVERFIT_STAGES
+    return line_chart(series, hlines, "loss (train: every batch, val: one batch)", log_y=log_y)
+
+
+def _step_time_plot(c: Curves, gate: Any) -> str:
+    data, compute = c.get_curve("time/data"), c.get_curve("time/compute")
+    n = min(len(data), len(compute))
+    series = [
+        Series("data + compute", data.steps[:n], data.values[:n] + compute.values[:n], TRAIN),
+        Series("data", data.steps[:n], data.values[:n], VAL, width=1.0),
+    ]
+    hlines = [HLine("max_batch_seconds", gate.max_batch_seconds, GATE)] if gate else []
+    return line_chart(series, hlines, "seconds per batch", log_y=True)
+
+
+def _chart(
+    c: Curves,
+    tags: list[str],
+    title: str,
+    hlines: list[HLine] | None = None,
+    log_y: bool = False,
+) -> str:
+    series = [
+        Series(t.removeprefix("metrics/"), c[t].steps, c[t].values, COLOURS[i % len(COLOURS)])
+        for i, t in enumerate(tags)
+    ]
+    return line_chart(series, hlines, title, log_y=log_y)
+
+
+def _figures(figures: dict[str, Any]) -> str:
+    if not figures:
+        return ""
+    rows = []
+    for key, value in figures.items():
+        if key == "primary_metric" and isinstance(value, dict):
+            better = "higher" if value.get("higher_is_better") else "lower"
+            value = f"{value['name']} = {_fmt(value['value'])} ({better} is better)"
+        if isinstance(value, dict):  # e.g. speed: {data_ms: {median, p90}, ...}
+            rows += [
+                f"<tr><th>{escape(key)}.{escape(k)}</th><td>{escape(_fmt(v))}</td></tr>"
+                for k, v in value.items()
+            ]
+            continue
+        rows.append(f"<tr><th>{escape(key)}</th><td>{escape(_fmt(value))}</td></tr>")
+    return f"<h3>key figures</h3><table>{''.join(rows)}</table>"
+
+
+def _speed(view: StageView) -> str:
+    data, compute = view.curves.get_curve("time/data"), view.curves.get_curve("time/compute")
+    n = min(len(data), len(compute))
+    if not n:
+        return ""
+    step = data.values[:n] + compute.values[:n]
+    median = float(np.median(step))
+    rows = {
+        "median batch": f"{median * 1e3:.1f} ms",
+        "median data wait": f"{np.median(data.values[:n]) * 1e3:.1f} ms",
+        "median compute": f"{np.median(compute.values[:n]) * 1e3:.1f} ms",
+        "data share": f"{np.median(data.values[:n]) / max(median, 1e-12):.0%}",
+        "batches per second": f"{1 / max(median, 1e-12):.1f}",
+        "training seconds (data + compute)": f"{step.sum():.1f}",
+    }
+    if view.plan is not None:
+        batch = view.plan.knobs.samples if view.entry["name"] in OVERFIT_STAGES else None
+        batch = batch or view.plan.config.data.batch_size
+        rows["samples per second"] = f"{batch / max(median, 1e-12):.0f}"
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows.items())
+    return f"<h3>speed</h3><table>{body}</table>"
+
+
+def _confusion(path: Path) -> str:
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    cm, names = data.get("confusion"), data.get("class_names") or []
+    if not cm:
+        return ""
+    arr = np.asarray(cm, dtype=np.float64)
+    share = arr / np.maximum(arr.sum(axis=1, keepdims=True), 1)
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    rows = []
+    for i, row in enumerate(cm):
+        cells = "".join(
+            f"<td style='background:rgba(31,119,180,{share[i, j]:.2f});"
+            f"color:{'#fff' if share[i, j] > 0.55 else '#000'}'>{v}</td>"
+            for j, v in enumerate(row)
+        )
+        rows.append(f"<tr><th>{escape(names[i] if i < len(names) else str(i))}</th>{cells}</tr>")
+    return (
+        f"<h3>confusion matrix at step {data.get('step')} (rows: target, columns: "
+        f"prediction)</h3><table class='cm'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _samples(path: Path) -> str:
+    if not path.exists():
+        return ""
+    raw = path.read_bytes()
+    width = Image.open(io.BytesIO(raw)).width
+    shown = width * max(1, -(-SAMPLES_MIN_WIDTH // width))  # whole-pixel zoom: sharp pixels
+    data = base64.b64encode(raw).decode("ascii")
+    return (
+        "<h3>sample predictions (fixed val samples, end of stage)</h3>"
+        f"<img class='samples' width='{shown}' alt='input, target and prediction of fixed val "
+        f"samples' src='data:image/png;base64,{data}'>"
+    )
+
+
+def _fmt(value: Any) -> str:
+    """Figures as people read them: 4 significant digits, nested figures inline."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(map(_fmt, value))
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000:
+        return f"{value:,}"
+    return str(value)

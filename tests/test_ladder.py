@@ -97,7 +97,17 @@ def test_model_ignoring_its_input_passes_overfit_one_and_fails_overfit_few(
 @pytest.mark.slow
 def test_learning_rate_of_ten_is_caught(cli, write_config, tmp_path) -> None:
     config = write_config(optim={"name": "sgd", "lr": 10.0, "momentum": 0.9})
-    result = cli("run", config, "--to", "overfit-one", "--run-dir", tmp_path / "run", "--json")
+    result = cli(
+        "run",
+        config,
+        "--to",
+        "overfit-one",
+        "--set",
+        "stages.overfit-one.steps=40",
+        "--run-dir",
+        tmp_path / "run",
+        "--json",
+    )
     assert result.code == 1
     stage = json.loads(result.out)["stages"][-1]
     assert stage["name"] == "overfit-one" and stage["status"] == "failed"

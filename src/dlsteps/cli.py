@@ -7,17 +7,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from types import ModuleType
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dlsteps import distributed
 from dlsteps.config import load_config
 from dlsteps.console import verdict_table
 from dlsteps.diagnoses import CATALOG, explain
 from dlsteps.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, did_you_mean
+from dlsteps.profiling import profile as profile_stage
+from dlsteps.report import write_report
 from dlsteps.runner import RunOptions, run_ladder
+from dlsteps.scaffold import scaffold
+from dlsteps.speed import format_speed
 from dlsteps.stages import GENERATIVE_TOP, LADDER
 
 app = typer.Typer(
@@ -53,25 +59,56 @@ def _root(
 def _execute(config: Path | None, sets: list[str] | None, opts: RunOptions, as_json: bool) -> None:
     loaded = load_config(config, sets or [])
     opts.quiet = opts.quiet or as_json
-    summary, code = run_ladder(loaded, opts)
-    if as_json:
+    try:
+        summary, code = run_ladder(loaded, opts)
+    finally:
+        distributed.shutdown()  # leave the DDP process group (a no-op in one process)
+    if as_json and distributed.is_main():
         print(json.dumps(summary, indent=2))
     raise typer.Exit(code)
 
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/seg.yaml")],
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="YAML config, e.g. configs/seg.yaml; with --resume: optional"),
+    ] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="first stage to run")] = None,
     to_stage: Annotated[str | None, typer.Option("--to", help="last stage to run")] = None,
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
     keep_going: KeepOpt = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="continue the run in DIR: finished stages are kept, an interrupted or "
+            "crashed one continues after its last checkpoint",
+        ),
+    ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="processes on this machine, one per GPU (DDP via torch.distributed.run); "
+            "several machines: torchrun --nnodes ... -m dlsteps run (see README)",
+        ),
+    ] = 1,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Climb the ladder from preflight (or --from) to the top (or --to)."""
+    if nproc > 1:
+        if distributed.world().size > 1:
+            raise UserError("--nproc: this process was already launched by torchrun; drop it")
+        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+    if config is None:
+        if resume is None:
+            raise UserError("missing CONFIG: dlsteps run CONFIG, or dlsteps run --resume RUN_DIR")
+        config = resume / "config.yaml"  # the run's own resolved config
     opts = RunOptions(
         from_stage=from_stage,
         to_stage=to_stage,
@@ -79,6 +116,7 @@ def run(
         device=device,
         keep_going=keep_going,
         quiet=quiet,
+        resume=resume,
     )
     _execute(config, set_, opts, as_json)
 
@@ -107,9 +145,10 @@ def check(
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Preflight only: data, model and loss checked without training."""
-    opts = RunOptions(only=["preflight"], run_dir=run_dir, device=device)
+    opts = RunOptions(only=["preflight"], run_dir=run_dir, device=device, quiet=quiet)
     _execute(config, set_, opts, as_json)
 
 
@@ -143,19 +182,156 @@ def explain_cmd(
 
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
-    """The verdict table of a finished (or interrupted) run."""
-    summary = _read_summary(run_dir)
-    Console().print(verdict_table(summary))
+    """Re-judge a run from its logbook: verdict table here, plots in RUN_DIR/report.html."""
+    summary, html, notes = write_report(run_dir)
+    console = Console()
+    console.print(verdict_table(summary))
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
+    console.print(f"report: {html}", highlight=False, soft_wrap=True)
 
 
-def _read_summary(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "summary.json"
-    if not path.exists():
-        raise UserError(f"{run_dir}: no summary.json; is this a dlsteps run directory?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+@app.command()
+def profile(
+    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/seg.yaml")],
+    stage_name: Annotated[
+        str, typer.Option("--stage", help="training stage to profile")
+    ] = "full-data",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="optimizer steps to run")] = 50,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="also write a torch.profiler trace for TensorBoard")
+    ] = False,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """A short run of one stage that prints its speed report: data wait, compute, step
+    time, throughput, peak memory and the bottleneck, with advice."""
+    console = Console()
+    console.print(f"profiling {steps} steps of {stage_name} ...", highlight=False)
+    result = profile_stage(config, set_ or [], stage_name, steps, trace, run_dir, device)
+    for line in format_speed(result.figures) or ["no step was timed"]:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"run directory: {result.run_dir}", highlight=False, soft_wrap=True)
+    if result.top_ops:
+        console.print(result.top_ops, markup=False, highlight=False, soft_wrap=True)
+    if result.trace_dir is not None:
+        console.print(
+            f"trace: {result.trace_dir} (tensorboard --logdir {result.trace_dir} with "
+            "torch-tb-profiler installed, or open the .pt.trace.json in ui.perfetto.dev)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="project directory (created if missing)")],
+) -> None:
+    """Write a working starter project: dlsteps.yaml, my_data.py, my_model.py."""
+    written = scaffold(directory)
+    console = Console()
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    console.print(f"next: cd {directory} && dlsteps run dlsteps.yaml", soft_wrap=True)
+
+
+@app.command()
+def ablate(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config; not needed with --join or --resume")
+    ] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", help="KEY=V1,V2,... one axis of the grid, e.g. optim.lr=1e-2,1e-3"),
+    ] = None,
+    stage_name: Annotated[
+        str | None, typer.Option("--stage", help="stage every trial runs (default: full-data)")
+    ] = None,
+    set_: SetOpt = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            "--parallel",
+            min=0,
+            help="worker processes on this machine; 0: only create the study (workers --join)",
+        ),
+    ] = None,
+    no_prune: Annotated[
+        bool, typer.Option("--no-prune", help="run every trial to its end (the baseline)")
+    ] = False,
+    pruner: Annotated[
+        str | None,
+        typer.Option("--pruner", help="successive_halving | hyperband | median | none"),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="search: number of trials")
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="ablation directory (default: runs/<name>-ablate-<time>)"),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="shared study storage: an Optuna database URL (postgresql://...) or a journal "
+            "file path; default: a journal file in the ablation directory",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="name of the new study (default: the dir name)")
+    ] = None,
+    join: Annotated[
+        str | None, typer.Option("--join", help="run trials of an existing STUDY in --storage")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="continue the interrupted ablation in DIR")
+    ] = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Many variants at once (a grid or a search), the unpromising ones pruned early."""
+    # imported here: Optuna is only needed by this command; the others start faster without
+    from dlsteps.ablate import AblateRequest, run_ablation
+
+    if pruner is not None and pruner not in ("successive_halving", "hyperband", "median", "none"):
+        raise UserError(f"--pruner {pruner}: choose successive_halving, hyperband, median or none")
+    result = run_ablation(
+        AblateRequest(
+            config=config,
+            sets=set_ or [],
+            grid=grid or [],
+            stage=stage_name,
+            parallel=parallel,
+            no_prune=no_prune,
+            pruner=pruner,
+            trials=trials,
+            directory=directory,
+            storage=storage,
+            study=study,
+            join=join,
+            resume=resume,
+            device=device,
+        )
+    )
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    raise typer.Exit(result.exit_code)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line again for each launched process, minus ``--nproc N``."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def main() -> None:
@@ -168,17 +344,26 @@ def main() -> None:
     except UserError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        if distributed.is_main():  # every rank meets the same error; say it once
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
+        click_errors = _click_exceptions()
+        if isinstance(exc, click_errors.UsageError):
             exc.show()
             sys.exit(EXIT_USAGE)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click_errors.Abort):
             sys.exit(EXIT_INTERRUPTED)
         raise
+
+
+def _click_exceptions() -> ModuleType:
+    """click's exceptions module: typer >= 0.2x vendors click as ``typer._click``."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions

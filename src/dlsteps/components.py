@@ -17,22 +17,43 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dlsteps.data.digits import digits
+from dlsteps.data.pix2pix import shapes_pix2pix
 from dlsteps.data.shapes import shapes
 from dlsteps.errors import ConfigError, DataError, ModelError, did_you_mean
 from dlsteps.models.cnn import small_cnn
+from dlsteps.models.gan import conv_critic, pix2pix_unet
 from dlsteps.models.resnet import resnet18_stem
 from dlsteps.models.unet import tiny_unet, unet
+from dlsteps.models.zoo import (
+    deeplabv3_resnet50,
+    fcn_resnet50,
+    lraspp_mobilenet_v3_large,
+    resnet18,
+    resnet34,
+    resnet50,
+)
 
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
     "shapes": shapes,
     "digits": digits,
+    "shapes_pix2pix": shapes_pix2pix,
 }
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "tiny_unet": tiny_unet,
     "unet": unet,
     "small_cnn": small_cnn,
     "resnet18_stem": resnet18_stem,
+    # scale-up: torchvision architectures, random init or a local weights_path (models/zoo.py)
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "fcn_resnet50": fcn_resnet50,
+    "deeplabv3_resnet50": deeplabv3_resnet50,
+    "lraspp_mobilenet_v3_large": lraspp_mobilenet_v3_large,
+    "pix2pix_unet": pix2pix_unet,
 }
+# critics of the adversarial stage (generative task): ``adversarial.critic.name``
+CRITICS: dict[str, Callable[..., nn.Module]] = {"conv_critic": conv_critic}
 
 
 def resolve(name: str, registry: Mapping[str, Callable[..., Any]], key: str) -> Callable[..., Any]:
@@ -90,25 +111,33 @@ def build_datasets(name: str, args: Mapping[str, Any], seed: int) -> tuple[Datas
     return train, val
 
 
-def build_model(name: str, args: Mapping[str, Any], implied: Mapping[str, Any]) -> nn.Module:
+def build_model(
+    name: str,
+    args: Mapping[str, Any],
+    implied: Mapping[str, Any],
+    registry: Mapping[str, Callable[..., nn.Module]] = MODELS,
+    key: str = "model",
+) -> nn.Module:
     """Call the model function; ``implied`` (in_channels, num_classes from the data) fills
-    only arguments the function declares and the config left out."""
-    fn = resolve(name, MODELS, "model.name")
+    only arguments the function declares and the config left out. ``registry``/``key``
+    serve other networks built the same way (the adversarial stage's critic)."""
+    fn = resolve(name, registry, f"{key}.name")
     kwargs = _with_defaults(fn, args, implied)
     try:
         model = fn(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"model.args: {name} does not accept these arguments: {exc}") from exc
+        raise ConfigError(f"{key}.args: {name} does not accept these arguments: {exc}") from exc
     except Exception as exc:
         raise ModelError(
-            f"model.name: {name}({_fmt(kwargs)}) raised {type(exc).__name__}: {exc}"
+            f"{key}.name: {name}({_fmt(kwargs)}) raised {type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(model, nn.Module):
         raise ModelError(
-            f"model.name: {name} must return a torch.nn.Module, got {type(model).__name__}"
+            f"{key}.name: {name} must return a torch.nn.Module, got {type(model).__name__}"
         )
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ModelError(f"model.name: {name} has no trainable parameters")
+    # a main model without trainable parameters is diagnosed by preflight (no_gradient)
+    if registry is not MODELS and not any(p.requires_grad for p in model.parameters()):
+        raise ModelError(f"{key}.name: {name} has no trainable parameters")
     return model
 
 

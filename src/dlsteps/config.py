@@ -25,6 +25,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from dlsteps.errors import ConfigError, did_you_mean
@@ -37,13 +38,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _default_num_workers() -> int:
+    from dlsteps.data.loading import default_num_workers  # torch only when a config needs it
+
+    return default_num_workers()
+
+
 class DataConfig(_Strict):
     name: str = Field("shapes", description="built-in data set or 'package.module:function'")
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it")
     batch_size: PositiveInt = Field(16, description="train batch size")
     val_batch_size: PositiveInt | None = Field(None, description="default: batch_size")
-    num_workers: NonNegativeInt = Field(0, description="DataLoader worker processes")
+    num_workers: NonNegativeInt = Field(
+        default_factory=_default_num_workers,
+        description="DataLoader worker processes; unset: 0 without CUDA, else about one "
+        "per CPU core of this GPU's share (at most 8)",
+    )
     pin_memory: bool | None = Field(None, description="default: on when training on CUDA")
+    persistent_workers: bool | None = Field(
+        None, description="keep workers between epochs; default: on when num_workers > 0"
+    )
     ignore_index: int = Field(255, description="segmentation label excluded from loss/metrics")
 
 
@@ -71,6 +85,9 @@ class LogConfig(_Strict):
     checkpoint_every: NonNegativeInt = Field(
         0, description="steps between periodic checkpoints; 0: only at stage end"
     )
+    checkpoint_minutes: NonNegativeFloat = Field(
+        10.0, description="minutes between periodic checkpoints (checked at flushes); 0: off"
+    )
     progress_every: PositiveInt = Field(50, description="steps between plain progress lines")
 
 
@@ -82,6 +99,31 @@ class MetricsConfig(_Strict):
     )
     every: NonNegativeInt = Field(
         0, description="steps between full val passes for metrics; 0: only at stage end"
+    )
+    images_every: NonNegativeInt = Field(
+        0, description="steps between sample pictures in TensorBoard; 0: only at stage end"
+    )
+    images: NonNegativeInt = Field(
+        8, description="fixed val samples shown as input / target / prediction; 0: none"
+    )
+
+
+class CriticConfig(_Strict):
+    name: str = Field("conv_critic", description="built-in critic or 'package.module:function'")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it")
+
+
+class AdversarialConfig(_Strict):
+    """The ``adversarial`` stage (generative task): WGAN-GP on top of the L1 generator."""
+
+    critic: CriticConfig = Field(default_factory=CriticConfig)
+    critic_steps: PositiveInt = Field(5, description="critic updates per generator step")
+    critic_lr: PositiveFloat = Field(
+        1.0e-3, description="critic Adam LR, betas (0, 0.9); the paper's 1e-4 is slow for a stage"
+    )
+    gp_weight: NonNegativeFloat = Field(10.0, description="gradient-penalty weight (lambda)")
+    l1_weight: NonNegativeFloat = Field(
+        100.0, description="weight of L1 in the generator loss; the adversarial term has 1"
     )
 
 
@@ -96,6 +138,17 @@ class GateConfig(_Strict):
     beat_baseline: bool = Field(True, description="full-data: must beat the trivial predictor")
     max_batch_seconds: PositiveFloat = Field(1.0, description="median seconds per batch")
     tolerance: NonNegativeFloat = Field(0.0, description="augment/scale-up: allowed metric drop")
+    max_l1_increase: NonNegativeFloat = Field(
+        0.1, description="adversarial: allowed relative rise of the full-val L1 over L1-only"
+    )
+    max_wasserstein_ratio: PositiveFloat = Field(
+        5.0,
+        description="adversarial: Wasserstein estimate / real-generated L2 distance above "
+        "this: critic diverging (a 1-Lipschitz critic stays <= 1)",
+    )
+    min_wasserstein_ratio: NonNegativeFloat = Field(
+        0.01, description="adversarial: median of that ratio below this: critic collapsed"
+    )
 
 
 class StageConfig(_Strict):
@@ -107,14 +160,132 @@ class StageConfig(_Strict):
     val_every: PositiveInt = Field(1, description="steps between val-batch forwards")
     early_stop: bool = Field(True, description="overfit stages: stop once the gate is met")
     init_from: str | None = Field(None, description="stage whose checkpoint starts this one")
-    augmentations: list[Any] = Field(default_factory=list, description="train-only transforms")
-    class_weights: Literal["auto", "none"] | list[PositiveFloat] = "none"
+    augmentations: list[dict[str, dict[str, Any]]] = Field(
+        default_factory=list,
+        description="train-only transforms: names or {name: {args}} (see dlsteps.augment); "
+        "a {train: [...]} mapping is accepted, a val entry is refused",
+    )
+    class_weights: Literal["none", "auto", "inverse", "median"] | list[PositiveFloat] = Field(
+        "none",
+        description="loss weight per class: inverse or median (= auto) frequency of the "
+        "train labels, or an explicit list",
+    )
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @field_validator("augmentations", mode="before")
+    @classmethod
+    def _augmentations(cls, value: Any) -> list[dict[str, dict[str, Any]]]:
+        from dlsteps.augment import normalize_entries
+
+        if isinstance(value, dict):
+            if other := [k for k in value if k != "train"]:
+                raise ValueError(
+                    f"'{other[0]}': dlsteps never augments the {other[0]} set; every stage's "
+                    "metric is measured on the same unaugmented val data, so only 'train' "
+                    "may be given"
+                )
+            value = value.get("train") or []
+        if not isinstance(value, list):
+            raise ValueError("expected a list of augmentation names or {name: {args}}")
+        return normalize_entries(value)
 
     @field_validator("init_from")
     @classmethod
     def _known_stage(cls, value: str | None) -> str | None:
-        return None if value is None else canonical_stage(value, "init_from")
+        if value is None:
+            return None
+        try:
+            return canonical_stage(value, "init_from")
+        except ConfigError as exc:  # pydantic turns ValueError into a located message
+            raise ValueError(str(exc).removeprefix("init_from: ")) from None
+
+
+class PrunerConfig(_Strict):
+    """How ``dlsteps ablate`` stops unpromising trials early (an Optuna pruner)."""
+
+    name: Literal["successive_halving", "hyperband", "median", "none"] = Field(
+        "successive_halving", description="Optuna pruner; none: every trial runs to its end"
+    )
+    min_steps: PositiveInt | None = Field(
+        None,
+        description="optimizer steps before the first rung (the earliest kill); default: the "
+        "stage's steps / reduction_factor**2",
+    )
+    reduction_factor: int = Field(
+        3, ge=2, description="successive_halving/hyperband: the best 1/N go on at each rung"
+    )
+    startup_trials: NonNegativeInt = Field(
+        1, description="median: trials that run to their end before any is pruned"
+    )
+
+
+class SearchRange(_Strict):
+    """One searched key: a range (``low``, ``high``, ``log``) or a list of ``choices``."""
+
+    low: int | float | None = Field(None, description="smallest value (ints: an int range)")
+    high: int | float | None = Field(None, description="largest value")
+    log: bool = Field(False, description="sample on a log scale (learning rates)")
+    choices: list[Any] | None = Field(None, description="the values to choose from instead")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+        elif self.low is None or self.high is None:
+            raise ValueError("give low and high, or choices")
+        elif self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class AblateConfig(_Strict):
+    """``dlsteps ablate``: variants of this config trained side by side, each a trial of
+    one stage; unpromising ones are stopped early."""
+
+    stage: str = Field("full-data", description="the training stage every trial runs")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted key -> values; every combination is a trial"
+    )
+    search: dict[str, SearchRange] = Field(
+        default_factory=dict, description="dotted key -> range or choices, drawn by `sampler`"
+    )
+    sampler: Literal["tpe", "random"] = Field("tpe", description="search: Optuna sampler")
+    trials: PositiveInt = Field(20, description="search: number of trials")
+    metric: str = Field("val/loss", description="logged tag trials are compared on (smoothed)")
+    direction: Literal["auto", "minimize", "maximize"] = Field(
+        "auto", description="auto: minimize a tag ending in loss/rmse/mae, else maximize"
+    )
+    smooth: PositiveInt | None = Field(
+        None, description="points in the metric's trailing mean; default: the gate's val_smooth"
+    )
+    parallel: PositiveInt = Field(
+        1, description="worker processes on this machine (spread over the GPUs when several)"
+    )
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+
+    @field_validator("stage")
+    @classmethod
+    def _training_stage(cls, value: str) -> str:
+        try:
+            name = canonical_stage(value, "stage")
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("stage: ")) from None
+        if name not in TRAINING_STAGES:
+            raise ValueError(f"'{name}' does not train; choose one of {', '.join(TRAINING_STAGES)}")
+        return name
+
+    @model_validator(mode="after")
+    def _grid_or_search(self) -> AblateConfig:
+        if self.grid and self.search:
+            raise ValueError("give a grid or a search, not both")
+        if empty := [k for k, v in self.grid.items() if not v]:
+            raise ValueError(f"grid.{empty[0]}: no values")
+        return self
 
 
 class Config(_Strict):
@@ -128,6 +299,8 @@ class Config(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
+    ablate: AblateConfig | None = Field(None, description="variants for `dlsteps ablate`")
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-stage overlays: any key above + stage knobs"
     )

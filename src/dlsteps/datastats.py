@@ -1,5 +1,10 @@
 """One pass over the data: content hashes (split overlap), label counts (label range,
-baseline, class weights) and target moments (regression baseline).
+baseline, class weights), target moments (regression baseline) and non-finite values.
+
+Two hashes per input: an exact one (bytes, shape, dtype) and a *loose* one, a 128-bit
+SimHash of the standardised input, which stays the same when the same image is stored
+with another dtype or normalisation (a val set cut from a differently preprocessed copy
+of train), yet differs for inputs whose standardised contents are not nearly parallel.
 
 The pass goes through a DataLoader in chunks (with the config's workers), so it scales
 to large sets; results are cached as ``data_stats.json`` in the run directory and
@@ -24,6 +29,9 @@ from dlsteps.errors import DataError
 
 STATS_FILE = "data_stats.json"
 MAX_ITEMS = 50_000  # per split; beyond it a seeded random subset is read
+LOOSE_BITS = 128
+LOOSE_MIN_SIZE = 64  # fewer input values than this: standardised inputs collide too easily
+LOOSE_MAX_SIZE = 4096  # larger inputs are subsampled (a fixed stride) before projecting
 
 
 @dataclass
@@ -33,8 +41,17 @@ class SplitStats:
     label_counts: dict[int, int] = field(default_factory=dict)  # classification/segmentation
     target_mean: list[float] | None = None  # regression/generative: mean target (flattened)
     target_sq_mean: list[float] | None = None
+    # generative val: mean |target - train mean target|, the L1 of the mean-image baseline
+    l1_to_train_mean: float | None = None
     hashes: list[str] = field(default_factory=list)
+    loose: list[str] = field(default_factory=list)  # SimHash per item ('' when not defined)
     indices: list[int] = field(default_factory=list)
+    nonfinite: list[int] = field(default_factory=list)  # indices with NaN/Inf input or target
+
+    def duplicate_share(self, loose: bool = False) -> float:
+        """Share of items whose input hash (exact, or ``loose``) repeats within this split."""
+        hashes = [h for h in self.loose if h] if loose else self.hashes
+        return 1.0 - len(set(hashes)) / len(hashes) if hashes else 0.0
 
 
 @dataclass
@@ -42,14 +59,13 @@ class DataStats:
     train: SplitStats
     val: SplitStats
 
-    def overlap(self) -> list[tuple[int, int]]:
-        """(train index, val index) pairs whose inputs are byte-identical."""
-        seen = dict(zip(self.train.hashes, self.train.indices, strict=True))
-        return [
-            (seen[h], i)
-            for h, i in zip(self.val.hashes, self.val.indices, strict=True)
-            if h in seen
-        ]
+    def overlap(self, loose: bool = False) -> list[tuple[int, int]]:
+        """(train index, val index) pairs whose inputs are byte-identical, or with ``loose``
+        identical after standardisation (same content, other dtype or normalisation)."""
+        train = self.train.loose if loose else self.train.hashes
+        val = self.val.loose if loose else self.val.hashes
+        seen = {h: i for h, i in zip(train, self.train.indices, strict=True) if h}
+        return [(seen[h], i) for h, i in zip(val, self.val.indices, strict=True) if h and h in seen]
 
     def baseline_loss(self, task: str, num_classes: int | None, ignore_index: int) -> float | None:
         """Val loss of the best input-independent predictor fitted on train."""
@@ -67,8 +83,8 @@ class DataStats:
             mu = np.asarray(self.train.target_mean)
             vm, vsq = np.asarray(self.val.target_mean), np.asarray(self.val.target_sq_mean)
             return float(np.mean(vsq - 2 * mu * vm + mu**2))
-        if task == "generative" and self.train.target_mean and self.val.target_mean:
-            return None  # L1 of a constant image has no closed form; the gate skips it
+        if task == "generative":
+            return self.val.l1_to_train_mean  # L1 has no closed form: measured in the val pass
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +104,14 @@ def _as_list(batch: list[Any]) -> list[Any]:
     return batch
 
 
-def _split_stats(ds: Dataset, name: str, task: str, num_workers: int, seed: int) -> SplitStats:
+def _split_stats(
+    ds: Dataset,
+    name: str,
+    task: str,
+    num_workers: int,
+    seed: int,
+    train_mean: list[float] | None = None,
+) -> SplitStats:
     size = len(ds)
     if size > MAX_ITEMS:
         gen = torch.Generator().manual_seed(seed)
@@ -102,11 +125,15 @@ def _split_stats(ds: Dataset, name: str, task: str, num_workers: int, seed: int)
     counts: dict[int, int] = {}
     tsum: np.ndarray | None = None
     tsq: np.ndarray | None = None
+    abs_to_mean = 0.0
     for chunk in loader:
         for index, (x, y) in chunk:
             x_t, y_t = torch.as_tensor(x), torch.as_tensor(y)
             stats.hashes.append(_digest(x_t))
+            stats.loose.append(_simhash(x_t))
             stats.indices.append(index)
+            if not (_finite(x_t) and _finite(y_t)):
+                stats.nonfinite.append(index)
             if task in ("classification", "segmentation"):
                 if y_t.is_floating_point() and not torch.all(y_t == y_t.round()):
                     raise DataError(
@@ -120,7 +147,11 @@ def _split_stats(ds: Dataset, name: str, task: str, num_workers: int, seed: int)
                 flat = y_t.double().reshape(-1).numpy()
                 tsum = flat.copy() if tsum is None else tsum + flat
                 tsq = flat**2 if tsq is None else tsq + flat**2
+                if task == "generative" and train_mean is not None:
+                    abs_to_mean += float(np.mean(np.abs(flat - np.asarray(train_mean))))
     stats.label_counts = dict(sorted(counts.items()))
+    if task == "generative" and train_mean is not None and indices:
+        stats.l1_to_train_mean = abs_to_mean / len(indices)
     if tsum is not None and tsq is not None:
         n = len(indices)
         # per-element moments are what a constant predictor needs; keep them small
@@ -157,6 +188,36 @@ def _digest(x: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _finite(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() or bool(torch.isfinite(t).all())
+
+
+_PROJECTIONS: dict[int, torch.Tensor] = {}
+
+
+def _simhash(x: torch.Tensor) -> str:
+    """Signs of 128 fixed random projections of the standardised input, as hex.
+
+    Standardising removes any affine change of intensity (uint8 vs float, /255, mean/std
+    normalisation), so the same image stored two ways gets the same hash; two inputs
+    agree on a bit with probability 1 - angle/pi, so only nearly parallel contents
+    collide on all 128 bits."""
+    flat = x.detach().reshape(-1).double()
+    if flat.numel() < LOOSE_MIN_SIZE or not bool(torch.isfinite(flat).all()):
+        return ""
+    flat = flat[:: max(1, flat.numel() // LOOSE_MAX_SIZE)][:LOOSE_MAX_SIZE]
+    std = flat.std()
+    if not std > 1e-12:
+        return ""
+    z = (flat - flat.mean()) / std
+    n = z.numel()
+    if n not in _PROJECTIONS:
+        gen = torch.Generator().manual_seed(n)
+        _PROJECTIONS[n] = torch.randn(n, LOOSE_BITS, generator=gen, dtype=torch.float64)
+    bits = (z @ _PROJECTIONS[n] > 0).tolist()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):032x}"
+
+
 def data_stats(
     train: Dataset, val: Dataset, task: str, num_workers: int, seed: int, cache: Path | None
 ) -> DataStats:
@@ -167,9 +228,9 @@ def data_stats(
             return DataStats.from_json(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError):
             pass
+    train_stats = _split_stats(train, "train", task, num_workers, seed)
     stats = DataStats(
-        _split_stats(train, "train", task, num_workers, seed),
-        _split_stats(val, "val", task, num_workers, seed),
+        train_stats, _split_stats(val, "val", task, num_workers, seed, train_stats.target_mean)
     )
     if path is not None:
         write_json(path, stats.to_json())

@@ -87,8 +87,9 @@ CATALOG: dict[str, CodeInfo] = {
     ),
     "input_ignored": CodeInfo(
         "the output does not depend on the input",
-        "the model's input is overwritten, zeroed or detached; the forward uses a constant "
-        "or a stored tensor instead of x; the data loader feeds the same input every time",
+        "the model's input is overwritten, zeroed or multiplied by a mask of zeros; the "
+        "forward uses a constant or a stored tensor instead of x; the data loader returns the "
+        "same input for every index; a model that only learned the label frequencies",
         "feed two different inputs and compare the outputs; print x.std() inside forward",
     ),
     "no_generalization": CodeInfo(
@@ -112,9 +113,12 @@ CATALOG: dict[str, CodeInfo] = {
     ),
     "unexpected_init_loss": CodeInfo(
         "the loss at initialisation is far from its expected value",
-        "softmax applied before cross-entropy (expects logits), a final ReLU on logits, "
-        "badly scaled initialisation of the last layer, a wrong number of classes",
-        "return raw logits from the model; for C classes the loss at init should be near ln C",
+        "softmax or sigmoid applied before cross-entropy, which expects logits (the loss then "
+        "starts near ln C but cannot go below ln(e + C - 1) - 1); unnormalised inputs or a "
+        "badly scaled last layer (logits far too large); for regression, outputs far larger "
+        "than the targets",
+        "return raw logits from the model; for C classes the loss at init should be near ln C; "
+        "normalise inputs to about zero mean and unit variance",
     ),
     "nondeterministic_labels": CodeInfo(
         "the same train index gave different targets on two reads",
@@ -179,14 +183,70 @@ CATALOG: dict[str, CodeInfo] = {
         "features that add a few points at the end but make early curves hard to read",
         "turn them off until full-data passes; scale-up turns them back on",
     ),
+    "critic_diverging": CodeInfo(
+        "the adversarial stage's Wasserstein estimate grew without bound or became NaN",
+        "critic learning rate too high, gradient penalty off or too weak (adversarial."
+        "gp_weight), batchnorm in the critic (it breaks the per-sample penalty), inputs "
+        "and targets on very different scales",
+        "lower adversarial.critic_lr 10x and keep adversarial.gp_weight at 10; use a critic "
+        "without batchnorm",
+    ),
+    "critic_collapse": CodeInfo(
+        "the adversarial stage's critic stopped telling real from generated images",
+        "a critic too small or with dead units (its output is constant), a critic learning "
+        "rate far too low, a critic that does not see the image (only the input)",
+        "check that the critic's score changes between a real and a generated image; raise "
+        "adversarial.critic_lr or adversarial.critic_steps",
+    ),
+    "adversarial_hurts": CodeInfo(
+        "the val L1 rose after the critic was added, beyond the allowed tolerance",
+        "the adversarial term outweighs L1 (adversarial.l1_weight too low), a generator "
+        "learning rate too high for fine-tuning, a critic that is too strong",
+        "raise adversarial.l1_weight, lower optim.lr for the adversarial stage, or reduce "
+        "adversarial.critic_steps",
+    ),
+    "prerequisite_not_passed": CodeInfo(
+        "a stage was refused because the stages it builds on have not passed",
+        "the adversarial stage run alone, or after an L1 stage (overfit-one, overfit-few, "
+        "full-data) failed: a critic cannot fix a generator whose L1 regression does not work",
+        "run the ladder from the start (dlsteps run CONFIG) and make the L1 stages pass first",
+    ),
+}
+
+
+# Where each code of the ladder's own rules is first seen (the earliest stage that can).
+CAUGHT_AT: dict[str, str] = {
+    "nondeterministic_labels": "preflight (a train index read twice)",
+    "val_augmented": "preflight (a val index read twice)",
+    "split_overlap": "preflight (content hashes of every input)",
+    "label_out_of_range": "preflight (label counts of every target)",
+    "shape_mismatch": "preflight (one forward on a probe batch)",
+    "unexpected_init_loss": "preflight (loss and outputs of a fresh model)",
+    "no_gradient": "preflight (one backward); training stages (gradient norm exactly 0)",
+    "input_ignored": "preflight (identical outputs for different inputs); overfit-few and "
+    "full-data (output spread of the val batch)",
+    "nan_loss": "preflight (NaN/Inf in the data, or at init); any training stage (step given)",
+    "fancy_features": "preflight (warning)",
+    "large_model": "preflight (warning)",
+    "diverging": "any training stage",
+    "exploding_gradient": "any training stage",
+    "vanishing_gradient": "any training stage",
+    "loss_not_decreasing": "overfit-one, overfit-few",
+    "loss_plateau": "overfit-one, overfit-few",
+    "no_generalization": "full-data",
+    "worse_than_baseline": "full-data",
+    "overfitting": "full-data (warning)",
+    "data_bound": "full-data (a warning unless the wait is >= 50 ms or batches are slow)",
+    "slow_batch": "full-data (median batch); overfit stages (wall-time budget)",
 }
 
 
 def explain(code: str) -> str:
     info = CATALOG[code]
+    where = f"\n\nCaught at: {CAUGHT_AT[code]}." if code in CAUGHT_AT else ""
     return (
         f"{code}: {info.title}.\n\nLikely causes: {info.causes}.\n\n"
-        f"First thing to try: {info.first_try}."
+        f"First thing to try: {info.first_try}.{where}"
     )
 
 

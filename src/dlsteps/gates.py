@@ -1,11 +1,21 @@
 """Gates: a stage's curves → a verdict with diagnoses. Pure functions of logged data.
 
 Nothing here touches a model: ``dlsteps report`` re-judges an old run from its logbook
-alone, and each rule is tested on hand-made curves.
+(and the earlier stages' verdicts) alone, and each rule is tested on hand-made curves.
+
+Tags the rules read: ``train/loss``, ``val/loss``, ``grad/norm``, ``time/data``,
+``time/compute``, ``diag/output_spread`` (engine), ``baseline/val_loss`` (full-data, step
+0). From the preflight verdict (``history``) they read ``expected_init_loss`` (ln C), which
+names the class count for the softmax-floor message.
+
+Diagnoses come out in order of how directly they name the cause: a NaN before a
+divergence before a gradient problem before the shape of the loss curve. The first
+``fail`` is the stage's headline.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +25,7 @@ import numpy as np
 from dlsteps.config import GateConfig
 from dlsteps.diagnoses import Diagnosis, hint
 from dlsteps.logbook import Curve, Curves
+from dlsteps.speed import speed_figures
 
 # A val batch whose outputs vary this little across inputs (relative to all variation)
 # is treated as the model ignoring its input.
@@ -23,18 +34,30 @@ DIVERGE_FACTOR = 3.0
 NOT_DECREASING = 0.10  # less than 10% drop from start to end counts as "did not go down"
 EXPLODING_NORM = 1e4
 EXPLODING_GROWTH = 1e3
-VANISHING_NORM = 1e-7
+VANISHING_NORM = 1e-6
+FLOOR_MATCH = 0.05  # a plateau within 5% of a known loss floor is named after it
+LARGE_LOSS = 1e3  # a loss this large is a scale problem (unnormalised targets/inputs)
+DATA_BOUND_SECONDS = 0.05  # a data wait over half the step and this long fails data_bound
 
 
 @dataclass
 class Verdict:
-    status: str  # passed | failed
+    status: str  # passed | failed | skipped
     diagnoses: list[Diagnosis] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
         return any(d.severity == "fail" for d in self.diagnoses)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        """A stage entry of ``summary.json`` or a ``verdict.json``, read back."""
+        return cls(
+            data["status"],
+            [Diagnosis.from_json(d) for d in data.get("diagnoses", [])],
+            dict(data.get("figures", {})),
+        )
 
 
 def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -56,22 +79,37 @@ def overfit_reached(values: np.ndarray, window: int, threshold: float) -> int | 
     return int(hits[0]) + window - 1 if len(hits) else None
 
 
+def softmax_floor(classes: int) -> float:
+    """Lowest cross-entropy when the model's 'logits' are probabilities: a one-hot p gives
+    -log(e / (e + C - 1)) = ln(e + C - 1) - 1 (0.31 for 2 classes, 1.53 for 10)."""
+    return math.log(math.e + classes - 1) - 1
+
+
 # --- rules shared by every training stage --------------------------------------------
 
 
-def check_finite(train: Curve) -> Diagnosis | None:
-    bad = np.flatnonzero(~np.isfinite(train.values))
-    if not len(bad):
-        return None
-    step = int(train.steps[bad[0]])
-    last_ok = train.values[: bad[0]]
-    before = f" (last finite value {last_ok[-1]:.4g})" if len(last_ok) else ""
-    return Diagnosis(
-        "nan_loss",
-        f"train loss became {train.values[bad[0]]} at step {step}{before}; training stopped "
-        f"there and the logs up to it are kept. {hint('nan_loss')}",
-        step=step,
-    )
+def check_finite(train: Curve, val: Curve | None = None) -> Diagnosis | None:
+    for name, curve in (("train", train), ("val", val)):
+        if curve is None:
+            continue
+        bad = np.flatnonzero(~np.isfinite(curve.values))
+        if not len(bad):
+            continue
+        step = int(curve.steps[bad[0]])
+        last_ok = curve.values[: bad[0]]
+        before = f" (last finite value {last_ok[-1]:.4g})" if len(last_ok) else ""
+        where = (
+            "training stopped there and the logs up to it are kept"
+            if name == "train"
+            else "the train loss stayed finite, so look at the val data or the model in eval mode"
+        )
+        return Diagnosis(
+            "nan_loss",
+            f"{name} loss became {curve.values[bad[0]]} at step {step}{before}; {where}. "
+            f"{hint('nan_loss')}",
+            step=step,
+        )
+    return None
 
 
 def check_diverging(train: Curve) -> Diagnosis | None:
@@ -83,6 +121,10 @@ def check_diverging(train: Curve) -> Diagnosis | None:
     smooth = rolling_mean(values, k)
     peak_i = int(np.argmax(smooth))
     end = float(smooth[-1])
+    if end > DIVERGE_FACTOR * max(float(values[0]), 1e-8):
+        # blew up within the first k steps (so their median is already high): measure
+        # from the loss at init, and the stage ended far above it
+        start = float(values[0])
     if smooth[peak_i] > DIVERGE_FACTOR * max(start, 1e-8) and end > start:
         return Diagnosis(
             "diverging",
@@ -98,7 +140,6 @@ def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
     if not len(grad):
         return None
     values = grad.values
-    finite = values[np.isfinite(values)]
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         step = int(grad.steps[bad[0]])
@@ -107,7 +148,16 @@ def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
             f"gradient norm became {values[bad[0]]} at step {step}. {hint('exploding_gradient')}",
             step=step,
         )
-    early = float(np.median(finite[: min(10, len(finite))]))
+    if not np.any(values != 0):
+        return Diagnosis(
+            "no_gradient",
+            f"the gradient norm was exactly 0 at all {len(values)} steps: no trainable "
+            "parameter receives a gradient, so nothing trains (a detached or no_grad forward, "
+            "or an output clamped or ReLU'd to a constant on this data). "
+            f"{hint('no_gradient')}",
+            step=int(grad.steps[0]),
+        )
+    early = float(np.median(values[: min(10, len(values))]))
     peak_i = int(np.argmax(values))
     peak = float(values[peak_i])
     if peak > EXPLODING_NORM and peak > EXPLODING_GROWTH * max(early, 1e-12):
@@ -122,8 +172,8 @@ def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
     if median < VANISHING_NORM and not train_improved:
         return Diagnosis(
             "vanishing_gradient",
-            f"median gradient norm is {median:.2e} while the loss did not improve. "
-            f"{hint('vanishing_gradient')}",
+            f"median gradient norm is {median:.2e} (under {VANISHING_NORM:g}) while the loss did "
+            f"not improve. {hint('vanishing_gradient')}",
             step=int(grad.steps[0]),
         )
     return None
@@ -139,31 +189,70 @@ def check_input_ignored(spread: Curve) -> Diagnosis | None:
         return Diagnosis(
             "input_ignored",
             f"predictions are nearly identical across different val inputs (spread "
-            f"{level:.2e}, relative std across the batch, threshold {SPREAD_IGNORED}). "
-            f"{hint('input_ignored')}",
+            f"{level:.2e}, relative std across the batch over the second half of the stage, "
+            f"threshold {SPREAD_IGNORED}). {hint('input_ignored')}",
             step=int(spread.steps[len(spread.steps) // 2]),
         )
     return None
 
 
-def _loss_shape(train: Curve, window: int, threshold: float) -> Diagnosis:
+def num_classes(history: Mapping[str, Verdict], train: Curve) -> int | None:
+    """The class count, for cross-entropy tasks: from preflight's ln C, else from a first
+    loss that is ln C almost exactly (what probabilities fed to cross-entropy give)."""
+    pre = history.get("preflight")
+    expected = pre.figures.get("expected_init_loss") if pre is not None else None
+    if expected is not None:
+        return round(math.exp(expected))
+    if pre is not None or not len(train) or not 0.6 < train.values[0] < math.log(1000):
+        return None
+    guess = round(math.exp(train.values[0]))
+    return guess if abs(train.values[0] - math.log(guess)) < 0.01 else None
+
+
+def loss_shape(
+    train: Curve, window: int, threshold: float, classes: int | None = None
+) -> Diagnosis:
+    """Why an overfit stage missed its threshold: no drop at all, or a stall; a stall at a
+    known floor (softmax before cross-entropy, the uniform prediction) is named."""
     values = train.values
     k = min(window, len(values))
     start = float(np.mean(values[:k]))
     end = float(np.mean(values[-k:]))
     drop = 1.0 - end / start if start > 0 else 0.0
     step = int(train.steps[-1])
+    scale = (
+        f" A loss of {start:.3g} means badly scaled targets or inputs: standardise regression "
+        "targets (and inputs) to about zero mean and unit variance."
+        if start > LARGE_LOSS
+        else ""
+    )
     if drop < NOT_DECREASING:
+        uniform = (
+            f" {end:.4g} is ln {classes}: the model predicts the same probability for every class."
+            if classes and abs(end - math.log(classes)) <= FLOOR_MATCH * math.log(classes)
+            else ""
+        )
         return Diagnosis(
             "loss_not_decreasing",
             f"train loss went from {start:.4g} to {end:.4g} over {len(values)} steps "
-            f"({drop:+.1%}); the gate needs <= {threshold:g}. {hint('loss_not_decreasing')}",
+            f"({-drop:+.1%}); the gate needs <= {threshold:g}.{uniform}{scale} "
+            f"{hint('loss_not_decreasing')}",
+            step=step,
+        )
+    if classes and abs(end - softmax_floor(classes)) <= FLOOR_MATCH * softmax_floor(classes):
+        return Diagnosis(
+            "loss_plateau",
+            f"train loss fell from {start:.4g} but stalled at {end:.4g} after {len(values)} "
+            f"steps, the floor of cross-entropy on probabilities for {classes} classes: "
+            f"ln(e + {classes} - 1) - 1 = {softmax_floor(classes):.4g}. The model applies "
+            "softmax (or sigmoid) before a loss that applies it again: return raw logits "
+            "from forward().",
             step=step,
         )
     return Diagnosis(
         "loss_plateau",
         f"train loss fell from {start:.4g} but stalled at {end:.4g} (mean of the last {k} "
-        f"batches) after {len(values)} steps; the gate needs <= {threshold:g}. "
+        f"batches) after {len(values)} steps; the gate needs <= {threshold:g}.{scale} "
         f"{hint('loss_plateau')}",
         step=step,
     )
@@ -172,14 +261,17 @@ def _loss_shape(train: Curve, window: int, threshold: float) -> Diagnosis:
 # --- the stage gates -----------------------------------------------------------------
 
 
-def _common(curves: Curves) -> tuple[list[Diagnosis], bool]:
+def _common(curves: Curves, val: bool = False) -> tuple[list[Diagnosis], bool]:
     """NaN, divergence and gradient rules; returns (diagnoses, stop_here)."""
     train = curves.get_curve("train/loss")
-    if (nan := check_finite(train)) is not None:
-        return [nan], True
-    found = [d for d in (check_diverging(train),) if d]
-    improved = len(train) > 1 and train.values[-1] < train.values[0]
-    if (grad := check_gradients(curves.get_curve("grad/norm"), improved)) is not None:
+    diverging = check_diverging(train)
+    if (nan := check_finite(train, curves.get_curve("val/loss") if val else None)) is not None:
+        # a loss that climbed before it overflowed: the climb names the cause
+        return [d for d in (diverging, nan) if d], True
+    found = [d for d in (diverging,) if d]
+    k = max(1, min(10, len(train) // 5))
+    improved = len(train) > 1 and np.mean(train.values[-k:]) < 0.9 * np.mean(train.values[:k])
+    if (grad := check_gradients(curves.get_curve("grad/norm"), bool(improved))) is not None:
         found.append(grad)
     return found, bool(found)
 
@@ -196,23 +288,32 @@ def gate_overfit(
     figures["final_train_loss"] = float(np.mean(train.values[-gate.window :]))
     seconds = _stage_seconds(curves)
     figures["seconds_training"] = round(seconds, 3)
+    over_budget = gate.max_seconds is not None and seconds > gate.max_seconds
     if hit is not None and not stop:
         figures["reached_at_step"] = int(train.steps[hit])
-        if gate.max_seconds is not None and seconds > gate.max_seconds:
-            found.append(
-                Diagnosis(
-                    "slow_batch",
-                    f"the loss reached {gate.train_loss_below:g} but the stage took "
-                    f"{seconds:.0f} s, over its budget of {gate.max_seconds:.0f} s. "
-                    f"{hint('slow_batch')}",
-                    step=int(train.steps[-1]),
-                )
-            )
+    if stop:
         return _verdict(found, figures)
-    if not stop:
+    if over_budget:
+        reached = (
+            f"the loss reached {gate.train_loss_below:g}"
+            if hit is not None
+            else f"the loss was still {figures['final_train_loss']:.4g} (needs "
+            f"<= {gate.train_loss_below:g})"
+        )
+        found.append(
+            Diagnosis(
+                "slow_batch",
+                f"{reached} when the stage had used {seconds:.0f} s of its {gate.max_seconds:.0f} "
+                f"s budget ({len(train)} steps, median step "
+                f"{_median_step(curves) * 1e3:.0f} ms). {hint('slow_batch')}",
+                step=int(train.steps[-1]),
+            )
+        )
+    if hit is None:
         spread = curves.get_curve("diag/output_spread")
         ignored = check_input_ignored(spread) if stage == "overfit-few" else None
-        found.append(ignored or _loss_shape(train, gate.window, gate.train_loss_below))
+        classes = num_classes(history, train)
+        found.append(ignored or loss_shape(train, gate.window, gate.train_loss_below, classes))
     return _verdict(found, figures)
 
 
@@ -220,7 +321,7 @@ def gate_full_data(
     stage: str, curves: Curves, gate: GateConfig, history: Mapping[str, Verdict]
 ) -> Verdict:
     train, val = curves.get_curve("train/loss"), curves.get_curve("val/loss")
-    found, stop = _common(curves)
+    found, stop = _common(curves, val=True)
     figures: dict[str, Any] = {"steps": len(train)}
     if len(train):
         figures["final_train_loss"] = float(np.mean(train.values[-gate.window :]))
@@ -228,36 +329,43 @@ def gate_full_data(
         if not len(val) and not stop:
             found.append(Diagnosis("no_generalization", "no val loss was logged"))
         return _verdict(found, figures)
+    # only full smoothing windows compete for "best": one lucky val batch is not progress
     smooth = rolling_mean(val.values, gate.val_smooth)
+    full = min(gate.val_smooth, len(val)) - 1
     first = float(np.median(val.values[: min(3, len(val))]))
-    best_i = int(np.nanargmin(smooth))
+    best_i = full + int(np.argmin(smooth[full:]))
     best = float(smooth[best_i])
+    # the minimum of a noisy smoothed curve is biased low: demand a margin of 4 noise levels
+    margin = 4 * noise_level(val.values) / math.sqrt(min(gate.val_smooth, len(val)))
     figures.update(first_val_loss=first, best_val_loss=best, best_val_step=int(val.steps[best_i]))
-    if best > first * (1 - gate.min_val_improvement):
-        found.append(
-            Diagnosis(
-                "no_generalization",
-                f"best smoothed val loss {best:.4g} is not {gate.min_val_improvement:.0%} below "
-                f"the first val loss {first:.4g}. {hint('no_generalization')}",
-                step=int(val.steps[best_i]),
-            )
-        )
+    if (ign := check_input_ignored(curves.get_curve("diag/output_spread"))) is not None:
+        found.append(ign)
     baseline = curves.get_curve("baseline/val_loss")
     if len(baseline) and gate.beat_baseline:
         base = float(baseline.values[0])
         figures["baseline_val_loss"] = base
-        if best >= base:
+        if best >= base - margin:
             found.append(
                 Diagnosis(
                     "worse_than_baseline",
-                    f"best smoothed val loss {best:.4g} is not below {base:.4g}, the loss of "
-                    f"predicting the train label distribution/mean for every input. "
+                    f"best smoothed val loss {best:.4g} (first {first:.4g}) is not clearly "
+                    f"below {base:.4g} (margin {margin:.2g} for val-batch noise), the val loss "
+                    f"of predicting the train label distribution (or mean) for every input. "
                     f"{hint('worse_than_baseline')}",
                     step=int(val.steps[best_i]),
                 )
             )
-    if (ign := check_input_ignored(curves.get_curve("diag/output_spread"))) is not None:
-        found.append(ign)
+    if best > first * (1 - gate.min_val_improvement) - margin:
+        found.append(
+            Diagnosis(
+                "no_generalization",
+                f"best smoothed val loss {best:.4g} is not {gate.min_val_improvement:.0%} (+ "
+                f"margin {margin:.2g} for val-batch noise) below the first val loss {first:.4g} "
+                f"while train loss went to "
+                f"{figures['final_train_loss']:.4g}. {hint('no_generalization')}",
+                step=int(val.steps[best_i]),
+            )
+        )
     found.extend(check_speed(curves, gate))
     if (over := check_overfitting(train, val, smooth, best_i)) is not None:
         found.append(over)
@@ -273,15 +381,17 @@ def check_speed(curves: Curves, gate: GateConfig) -> list[Diagnosis]:
     median = float(np.median(step_time))
     data_share = float(np.median(data.values[:n]) / max(median, 1e-12))
     slow = median > gate.max_batch_seconds
+    wait = float(np.median(data.values[:n]))
     found = []
     if data_share > 0.5:
+        # a loader that wastes real time fails; sub-DATA_BOUND_SECONDS waits are only advice
+        costly = slow or wait >= DATA_BOUND_SECONDS
         found.append(
             Diagnosis(
                 "data_bound",
                 f"waiting for data takes {data_share:.0%} of each step (median "
-                f"{np.median(data.values[:n]) * 1e3:.1f} ms of {median * 1e3:.1f} ms). "
-                f"{hint('data_bound')}",
-                severity="fail" if slow else "warn",
+                f"{wait * 1e3:.1f} ms of {median * 1e3:.1f} ms). {hint('data_bound')}",
+                severity="fail" if costly else "warn",
                 step=int(data.steps[0]),
             )
         )
@@ -316,10 +426,24 @@ def check_overfitting(
     return None
 
 
+def noise_level(values: np.ndarray) -> float:
+    """Robust std of one point's noise around a slow trend (from successive differences)."""
+    if len(values) < 3:
+        return 0.0
+    diff = np.diff(values)
+    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2))
+
+
 def _stage_seconds(curves: Curves) -> float:
     return float(
         curves.get_curve("time/data").values.sum() + curves.get_curve("time/compute").values.sum()
     )
+
+
+def _median_step(curves: Curves) -> float:
+    data, compute = curves.get_curve("time/data"), curves.get_curve("time/compute")
+    n = min(len(data), len(compute))
+    return float(np.median(data.values[:n] + compute.values[:n])) if n else 0.0
 
 
 def _verdict(found: list[Diagnosis], figures: dict[str, Any]) -> Verdict:
@@ -339,4 +463,189 @@ def judge(
     stage: str, curves: Curves, gate: GateConfig, history: Mapping[str, Verdict] | None = None
 ) -> Verdict:
     """The verdict of a training stage from its curves (and earlier stages' verdicts)."""
-    return GATES[stage](stage, curves, gate, history or {})
+    verdict = GATES[stage](stage, curves, gate, history or {})
+    verdict.figures.update(speed_figures(curves, gate.max_batch_seconds))  # every stage
+    return verdict
+
+
+# --- adversarial stage (generative task; issue 9) ------------------------------------
+# The critic's Wasserstein estimate must stay bounded and away from zero, and the
+# generator's full-val L1 (``metrics/l1``: first row = the L1-only generator it continued
+# from, last row = the end of the stage) must not rise beyond ``max_l1_increase``.
+
+
+def check_critic(curves: Curves, gate: GateConfig) -> Diagnosis | None:
+    """``critic_diverging`` (non-finite, or an estimate far above what a 1-Lipschitz critic
+    can reach: the mean L2 distance between real and generated images, ``gan/distance``)
+    or ``critic_collapse`` (an estimate near zero against that distance)."""
+    w, dist = curves.get_curve("gan/wasserstein"), curves.get_curve("gan/distance")
+    if not len(w):
+        return None
+    for tag in ("gan/wasserstein", "gan/critic", "gan/gp"):
+        curve = curves.get_curve(tag)
+        bad = np.flatnonzero(~np.isfinite(curve.values))
+        if len(bad):
+            step = int(curve.steps[bad[0]])
+            return Diagnosis(
+                "critic_diverging",
+                f"{tag} became {curve.values[bad[0]]} at step {step}. {hint('critic_diverging')}",
+                step=step,
+            )
+    n = min(len(w), len(dist))
+    if not n:
+        return None
+    w_smooth = rolling_mean(w.values[:n], gate.window)
+    d_smooth = rolling_mean(dist.values[:n], gate.window)
+    ratio = np.abs(w_smooth) / np.maximum(d_smooth, 1e-12)
+    ratio[~np.isfinite(ratio)] = 0.0  # a generator gone NaN is judged by the loss rules
+    peak_i = int(np.argmax(ratio))
+    if ratio[peak_i] > gate.max_wasserstein_ratio:
+        return Diagnosis(
+            "critic_diverging",
+            f"the Wasserstein estimate reached {w_smooth[peak_i]:.4g} (mean of {gate.window} "
+            f"steps) at step {int(w.steps[peak_i])}, {ratio[peak_i]:.3g}x the mean L2 distance "
+            f"between real and generated images ({d_smooth[peak_i]:.4g}); a 1-Lipschitz "
+            f"critic stays below 1x (max_wasserstein_ratio {gate.max_wasserstein_ratio:g}). "
+            f"{hint('critic_diverging')}",
+            step=int(w.steps[peak_i]),
+        )
+    level = float(np.median(ratio[n // 2 :]))
+    if level < gate.min_wasserstein_ratio:
+        return Diagnosis(
+            "critic_collapse",
+            f"the Wasserstein estimate stayed at {level:.2e}x the real-generated distance "
+            f"(median over the second half, min_wasserstein_ratio "
+            f"{gate.min_wasserstein_ratio:g}): the critic does not tell real from generated "
+            f"images. {hint('critic_collapse')}",
+            step=int(w.steps[n // 2]),
+        )
+    return None
+
+
+def gate_adversarial(
+    stage: str, curves: Curves, gate: GateConfig, history: Mapping[str, Verdict]
+) -> Verdict:
+    train = curves.get_curve("train/loss")
+    figures: dict[str, Any] = {"steps": len(train)}
+    found = [d for d in (check_critic(curves, gate),) if d]
+    common, stop = _common(curves)
+    found += common
+    w = curves.get_curve("gan/wasserstein")
+    if len(w):
+        figures["final_wasserstein"] = float(np.mean(w.values[-gate.window :]))
+    l1, psnr = curves.get_curve("metrics/l1"), curves.get_curve("metrics/psnr")
+    if len(psnr) >= 2:
+        figures.update(l1_only_psnr=float(psnr.values[0]), val_psnr=float(psnr.values[-1]))
+    if len(l1) < 2 or stop:
+        if not stop:
+            found.append(Diagnosis("adversarial_hurts", "no start and end val L1 was logged"))
+        return _verdict(found, figures)
+    start, end = float(l1.values[0]), float(l1.values[-1])
+    figures.update(l1_only_val_l1=start, val_l1=end, val_l1_change=end / max(start, 1e-12) - 1)
+    if end > start * (1 + gate.max_l1_increase):
+        found.append(
+            Diagnosis(
+                "adversarial_hurts",
+                f"val L1 rose from {start:.4g} (the L1-only generator) to {end:.4g} "
+                f"({end / max(start, 1e-12) - 1:+.1%}), more than max_l1_increase "
+                f"{gate.max_l1_increase:.0%}. {hint('adversarial_hurts')}",
+                step=int(l1.steps[-1]),
+            )
+        )
+    return _verdict(found, figures)
+
+
+GATES["adversarial"] = gate_adversarial
+
+
+# --- augment and scale-up stages (issue 7) -------------------------------------------
+# Both compare the stage's primary val metric (its last ``metrics/<name>`` row, the
+# stage-end full val pass) with an earlier stage's ``primary_metric`` figure: full-data's
+# for augment, the best earlier training stage's for scale-up. ``delta`` is signed in the
+# metric's units (value - reference); the gate fails when the metric got worse by more
+# than ``gate.tolerance``.
+
+
+def compare_primary(
+    stage: str,
+    curves: Curves,
+    gate: GateConfig,
+    references: Mapping[str, dict[str, Any]],
+    code: str,
+) -> Verdict:
+    """The shared rule: NaN/divergence/gradients, then the metric against the best of
+    ``references`` (stage name → ``primary_metric`` figure)."""
+    train = curves.get_curve("train/loss")
+    found, stop = _common(curves)
+    figures: dict[str, Any] = {"steps": len(train)}
+    if len(train):
+        figures["final_train_loss"] = float(np.mean(train.values[-gate.window :]))
+    if stop:
+        return _verdict(found, figures)
+    if not references:
+        figures["compared_with"] = None  # no earlier metric in this run: nothing to compare
+        return _verdict(found, figures)
+    first = next(iter(references.values()))
+    name, higher = first["name"], bool(first["higher_is_better"])
+    pick = max if higher else min
+    ref_stage = pick(references, key=lambda s: references[s]["value"])
+    ref = float(references[ref_stage]["value"])
+    curve = curves.get_curve(f"metrics/{name}")
+    if not len(curve):
+        found.append(Diagnosis(code, f"no metrics/{name} was logged, nothing to compare"))
+        return _verdict(found, figures)
+    value = curve.last
+    delta = value - ref
+    figures.update(
+        compared_with=ref_stage,
+        metric=name,
+        metric_value=value,
+        reference_value=ref,
+        delta=delta,
+        tolerance=gate.tolerance,
+    )
+    worse_by = -delta if higher else delta
+    if worse_by > gate.tolerance:
+        found.append(
+            Diagnosis(
+                code,
+                f"val {name} is {value:.4g} after {stage}, {abs(delta):.4g} "
+                f"{'below' if higher else 'above'} {ref_stage}'s {ref:.4g} (tolerance "
+                f"{gate.tolerance:g}). {hint(code)}",
+                step=int(curve.steps[-1]),
+            )
+        )
+    return _verdict(found, figures)
+
+
+def _primary_of(verdict: Verdict) -> dict[str, Any] | None:
+    figure = verdict.figures.get("primary_metric")
+    return figure if isinstance(figure, dict) and figure.get("value") is not None else None
+
+
+def gate_augment(
+    stage: str, curves: Curves, gate: GateConfig, history: Mapping[str, Verdict]
+) -> Verdict:
+    """Primary val metric not worse than full-data's by more than ``tolerance``."""
+    ref = history.get("full-data")
+    refs = {"full-data": p} if ref is not None and (p := _primary_of(ref)) else {}
+    return compare_primary(stage, curves, gate, refs, "augment_hurts")
+
+
+def gate_scale_up(
+    stage: str, curves: Curves, gate: GateConfig, history: Mapping[str, Verdict]
+) -> Verdict:
+    """Primary val metric not worse than the best earlier passed training stage's."""
+    refs = {
+        name: p
+        for name, verdict in history.items()
+        if name != "preflight" and verdict.status == "passed" and (p := _primary_of(verdict))
+    }
+    if refs:  # compare like with like: the metric the latest stage reported
+        name = list(refs.values())[-1]["name"]
+        refs = {s: p for s, p in refs.items() if p["name"] == name}
+    return compare_primary(stage, curves, gate, refs, "scale_up_hurts")
+
+
+GATES["augment"] = gate_augment
+GATES["scale-up"] = gate_scale_up

@@ -43,6 +43,9 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("rmse", "mae"),
     "generative": ("psnr", "l1"),  # logged by image_quality, not here
 }
+# One process measures the whole val set (rank 0 under DDP): torchmetrics must not wait to
+# gather from ranks that never call compute().
+ONE_PROCESS: dict[str, Any] = {"sync_on_compute": False}
 HIGHER_IS_BETTER = {
     "accuracy": True,
     "f1": True,
@@ -127,23 +130,27 @@ class MetricSet:
             ign = self.ignore_index
             self._metrics = {
                 "accuracy" if self.task == "classification" else "pixel_accuracy": (
-                    MulticlassAccuracy(c, average="micro", ignore_index=ign)
+                    MulticlassAccuracy(c, average="micro", ignore_index=ign, **ONE_PROCESS)
                 ),
-                "f1": MulticlassF1Score(c, average="macro", ignore_index=ign),
+                "f1": MulticlassF1Score(c, average="macro", ignore_index=ign, **ONE_PROCESS),
             }
             if self.task == "segmentation":
-                self._metrics["miou"] = MulticlassJaccardIndex(c, average="macro", ignore_index=ign)
-                self._per_class = MulticlassJaccardIndex(c, average="none", ignore_index=ign)
-            self._confusion = MulticlassConfusionMatrix(c, ignore_index=ign)
+                self._metrics["miou"] = MulticlassJaccardIndex(
+                    c, average="macro", ignore_index=ign, **ONE_PROCESS
+                )
+                self._per_class = MulticlassJaccardIndex(
+                    c, average="none", ignore_index=ign, **ONE_PROCESS
+                )
+            self._confusion = MulticlassConfusionMatrix(c, ignore_index=ign, **ONE_PROCESS)
         elif self.task == "regression":
-            self._metrics = {"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(squared=False)}
+            self._metrics = {
+                "mae": MeanAbsoluteError(**ONE_PROCESS),
+                "rmse": MeanSquaredError(squared=False, **ONE_PROCESS),
+            }
         else:
             raise ValueError(f"no val metrics for task {self.task!r} here (see image_quality)")
         for metric in self._all():
             metric.to(out.device)
-            # one process sees the whole val set; under DDP (rank 0 alone measures) a sync
-            # would wait forever for ranks that never call compute()
-            metric.sync_on_compute = False
 
     def _all(self) -> list[Metric]:
         extra = [m for m in (self._confusion, self._per_class) if m is not None]

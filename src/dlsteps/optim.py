@@ -8,11 +8,14 @@ import torch
 from torch import nn
 
 from dlsteps.config import OptimConfig
+from dlsteps.errors import ModelError
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig, plain: bool) -> torch.optim.Optimizer:
     """``plain`` drops weight decay (the overfit stages switch every regularizer off)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ModelError("model.name: the model has no trainable parameters (all frozen)")
     wd = 0.0 if plain else cfg.weight_decay
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)

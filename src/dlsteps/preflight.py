@@ -2,10 +2,15 @@
 
 Each check returns diagnoses; the stage fails if any has severity ``fail``. Findings are
 written to ``preflight/verdict.json`` so a report can show them without the model.
+The checks read a few items twice (determinism), use the one data pass of
+``datastats`` (overlap, labels, non-finite values) and run one forward/backward on a
+probe batch of up to ``PROBE_BATCH`` train items (shapes, loss at init, probabilities
+instead of logits, outputs that ignore the input, gradient reach).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +22,21 @@ from dlsteps.config import Config
 from dlsteps.datastats import DataStats
 from dlsteps.diagnoses import Diagnosis, hint
 from dlsteps.errors import DataError, ModelError
-from dlsteps.gates import Verdict
+from dlsteps.gates import Verdict, softmax_floor
 from dlsteps.losses import expected_init_loss
 
 PARAMS_ADVISED = 1_000_000
-INIT_LOSS_TOLERANCE = 0.5  # relative: |loss - ln C| / ln C
-PROBE_ITEMS = 8
+PROBE_ITEMS = 64  # indices read twice per split: a label random on 10% of reads shows
+PROBE_BATCH = 16  # train items in the forward/backward probe
+# Cross-entropy at init: a fresh model with small logits gives ln C; logits of std s add
+# about s²/2, so ln C + 1 already means logits of std ~1.4 — too confident for a fresh model.
+INIT_LOSS_MARGIN = 1.0
+INIT_LOSS_REL = 0.5  # ... or half of ln C, whichever is larger (many classes)
+# MSE at init: a fresh model predicts ~0, so the loss is about E[y²] (+ output variance).
+INIT_MSE_FACTOR = 10.0
+IGNORED_SPREAD = 1e-6  # outputs this uniform across distinct inputs: the input is not used
+OVERLAP_LOOSE_FAIL = 0.05  # share of val that is train content in other preprocessing
+DUPLICATE_NATURAL = 0.01  # train repeating its own inputs this often: shared inputs are natural
 
 
 def read_item(ds: Dataset, index: int, split: str) -> tuple[Any, Any]:
@@ -39,54 +53,126 @@ def read_item(ds: Dataset, index: int, split: str) -> tuple[Any, Any]:
     return item[0], item[1]
 
 
-def probe_indices(size: int) -> list[int]:
+def probe_indices(size: int, count: int = PROBE_ITEMS) -> list[int]:
     """A few indices spread over the data set (first, last and between)."""
-    count = min(PROBE_ITEMS, size)
+    count = min(count, size)
     return sorted({round(i * (size - 1) / max(count - 1, 1)) for i in range(count)})
 
 
-def check_repeat_reads(train: Dataset, val: Dataset) -> list[Diagnosis]:
+def check_repeat_reads(train: Dataset, val: Dataset, task: str) -> list[Diagnosis]:
+    """Read the same indices twice: train targets and all of val must not change."""
     found = []
-    bad_train = [
-        i
-        for i in probe_indices(len(train))
-        if not _same(read_item(train, i, "train")[1], read_item(train, i, "train")[1])
-    ]
-    if bad_train:
+    changed, augmented = [], []
+    for i in probe_indices(len(train)):
+        (x1, y1), (x2, y2) = read_item(train, i, "train"), read_item(train, i, "train")
+        if _same(y1, y2):
+            continue
+        # a mask flipped/rotated together with its image keeps its class counts
+        joint = task == "segmentation" and not _same(x1, x2) and _same_counts(y1, y2)
+        (augmented if joint else changed).append(i)
+    if changed:
         found.append(
             Diagnosis(
                 "nondeterministic_labels",
-                f"train items {bad_train} returned different targets on two reads of the same "
-                f"index. {hint('nondeterministic_labels')}",
+                f"train items {changed} returned different targets on two reads of the same "
+                f"index ({len(changed)} of {len(probe_indices(len(train)))} probed). "
+                f"{hint('nondeterministic_labels')}",
             )
         )
-    bad_val = [
-        i
-        for i in probe_indices(len(val))
-        if not _same(read_item(val, i, "val")[0], read_item(val, i, "val")[0])
-        or not _same(read_item(val, i, "val")[1], read_item(val, i, "val")[1])
-    ]
+    elif augmented:
+        found.append(
+            Diagnosis(
+                "nondeterministic_labels",
+                f"train items {augmented} return a different image and mask on each read "
+                "(the same class counts, so probably a joint flip/rotation): the data set "
+                "augments itself. Fine if the mask follows the image exactly; prefer the "
+                "augment stage's augmentations so earlier stages see fixed data.",
+                severity="warn",
+            )
+        )
+    bad_val = []
+    for i in probe_indices(len(val)):
+        (x1, y1), (x2, y2) = read_item(val, i, "val"), read_item(val, i, "val")
+        if not (_same(x1, x2) and _same(y1, y2)):
+            bad_val.append(i)
     if bad_val:
         found.append(
             Diagnosis(
                 "val_augmented",
                 f"val items {bad_val} returned different inputs or targets on two reads of the "
-                f"same index. {hint('val_augmented')}",
+                f"same index ({len(bad_val)} of {len(probe_indices(len(val)))} probed). "
+                f"{hint('val_augmented')}",
             )
         )
     return found
 
 
 def check_overlap(stats: DataStats) -> list[Diagnosis]:
-    pairs = stats.overlap()
-    if not pairs:
+    """Exact shared inputs, then the same content under another dtype or normalisation."""
+    exact = stats.overlap()
+    exact_val = {v for _, v in exact}
+    loose = [(t, v) for t, v in stats.overlap(loose=True) if v not in exact_val]
+    if not exact and not loose:
         return []
-    shown = ", ".join(f"train {t} = val {v}" for t, v in pairs[:5])
+    natural = stats.train.duplicate_share() > DUPLICATE_NATURAL
+    found = []
+    if exact:
+        found.append(
+            Diagnosis(
+                "split_overlap",
+                f"{len(exact)} of {stats.val.read} val inputs are byte-identical to train inputs "
+                f"({_pairs(exact)})"
+                + (
+                    f"; train also repeats {stats.train.duplicate_share():.0%} of its own "
+                    "inputs, so equal inputs may be natural here"
+                    if natural
+                    else ""
+                )
+                + f". {hint('split_overlap')}",
+                severity="warn" if natural else "fail",
+            )
+        )
+    if loose:
+        share = len(loose) / max(stats.val.read, 1)
+        natural = stats.train.duplicate_share(loose=True) > DUPLICATE_NATURAL
+        found.append(
+            Diagnosis(
+                "split_overlap",
+                f"{len(loose)} of {stats.val.read} val inputs ({share:.1%}) have the same content "
+                f"as train inputs up to scale and offset ({_pairs(loose)}): the same images with "
+                f"another dtype or normalisation, or near-duplicates. {hint('split_overlap')}",
+                severity="fail" if share >= OVERLAP_LOOSE_FAIL and not natural else "warn",
+            )
+        )
+    return found
+
+
+def check_nonfinite(stats: DataStats) -> list[Diagnosis]:
+    found = []
+    for split, s in (("train", stats.train), ("val", stats.val)):
+        if s.nonfinite:
+            found.append(
+                Diagnosis(
+                    "nan_loss",
+                    f"{len(s.nonfinite)} {split} items contain NaN or Inf in the input or target "
+                    f"(indices {s.nonfinite[:10]}{', ...' if len(s.nonfinite) > 10 else ''}); "
+                    f"the loss becomes NaN as soon as one is in a batch. "
+                    "Clean or drop those items, e.g. check torch.isfinite(x).all() per item.",
+                )
+            )
+    return found
+
+
+def check_constant_inputs(stats: DataStats) -> list[Diagnosis]:
+    """Every train input byte-identical: a loader that returns the same input each time."""
+    if stats.train.read < 2 or len(set(stats.train.hashes)) > 1:
+        return []
     return [
         Diagnosis(
-            "split_overlap",
-            f"{len(pairs)} of {stats.val.read} val inputs also appear in train ({shown}"
-            f"{', ...' if len(pairs) > 5 else ''}). {hint('split_overlap')}",
+            "input_ignored",
+            f"all {stats.train.read} train inputs read are byte-identical: __getitem__ ignores "
+            f"its index for the input (or the data is one repeated sample). "
+            f"{hint('input_ignored')}",
         )
     ]
 
@@ -104,11 +190,13 @@ def check_labels(
             if (k < 0 or k >= num_classes) and not (task == "segmentation" and k == ignore_index)
         )
         if bad:
+            count = sum(s.label_counts[k] for k in bad)
+            unit = "pixels" if task == "segmentation" else "items"
             found.append(
                 Diagnosis(
                     "label_out_of_range",
-                    f"{split} labels {bad[:10]} lie outside [0, {num_classes}) for a model with "
-                    f"{num_classes} outputs"
+                    f"{split} labels {bad[:10]} ({count} {unit}) lie outside [0, {num_classes}) "
+                    f"for a model with {num_classes} outputs"
                     + (f" (data.ignore_index is {ignore_index})" if task == "segmentation" else "")
                     + f". {hint('label_out_of_range')}",
                 )
@@ -117,7 +205,7 @@ def check_labels(
 
 
 def sample_batch(ds: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [read_item(ds, i, "train") for i in probe_indices(len(ds))[:count]]
+    items = [read_item(ds, i, "train") for i in probe_indices(len(ds), count)]
     try:
         x, y = default_collate(items)
     except Exception as exc:
@@ -143,6 +231,7 @@ def check_shapes(out: torch.Tensor, y: torch.Tensor, task: str) -> list[Diagnosi
                 f"mask {tuple(y.shape)} does not match logits {tuple(out.shape)} (need [B, H, W])"
             )
     elif tuple(out.shape) != tuple(y.shape):
+        # MSE/L1 would broadcast [B, 1] against [B] to [B, B] with only a warning
         problem = f"prediction {tuple(out.shape)} and target {tuple(y.shape)} differ"
     if problem is None and task in ("classification", "segmentation") and y.is_floating_point():
         problem = f"targets are {y.dtype}; {task} needs integer class labels"
@@ -155,46 +244,155 @@ def check_shapes(out: torch.Tensor, y: torch.Tensor, task: str) -> list[Diagnosi
 
 def forward_probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     try:
-        return model(x.to(device))
+        out = model(x.to(device))
     except Exception as exc:
         raise ModelError(
             f"the model raised {type(exc).__name__} on a batch of shape {tuple(x.shape)} "
             f"({x.dtype}): {exc}"
         ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise ModelError(f"the model returned {type(out).__name__}; it must return one tensor")
+    return out
 
 
-def check_init_loss(loss: float, task: str, out: torch.Tensor) -> list[Diagnosis]:
-    classes = out.shape[1] if out.ndim >= 2 else 1
-    expected = expected_init_loss(task, classes)
-    if expected is None or not torch.isfinite(torch.tensor(loss)):
+def check_probabilities(out: torch.Tensor, task: str) -> list[Diagnosis]:
+    """Cross-entropy applies log-softmax itself; outputs already in [0, 1] cap what it can
+    learn (softmax/sigmoid before the loss)."""
+    if task not in ("classification", "segmentation") or out.ndim < 2 or out.shape[1] < 2:
         return []
-    if abs(loss - expected) / expected <= INIT_LOSS_TOLERANCE:
+    o = out.detach().float()
+    if not (bool(torch.isfinite(o).all()) and o.min() >= 0 and o.max() <= 1):
         return []
+    sums = o.sum(dim=1)
+    softmax = bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
+    if not softmax and not (o.min() > 0 and o.max() < 1):
+        return []  # exact 0s or 1s without rows summing to 1: not a squashing output
+    classes = int(out.shape[1])
+    kind = "rows sum to 1: a softmax" if softmax else "all strictly inside (0, 1): a sigmoid"
     return [
         Diagnosis(
             "unexpected_init_loss",
-            f"loss at init is {loss:.4g}; for {classes} classes a fresh model should give about "
-            f"ln {classes} = {expected:.4g}. {hint('unexpected_init_loss')}",
+            f"the model outputs probabilities, not logits ({kind}); cross-entropy applies "
+            f"softmax again, so the loss starts near ln {classes} = {math.log(classes):.4g} but "
+            f"can never go below ln(e + {classes} - 1) - 1 = {softmax_floor(classes):.4g}. "
+            "Return raw logits from forward() and apply softmax only for predictions.",
         )
     ]
 
 
-def check_gradient_reach(model: nn.Module) -> list[Diagnosis]:
-    missing = [
-        name
-        for name, p in model.named_parameters()
-        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
-    ]
-    if not missing:
+def check_init_loss(
+    loss: float, task: str, out: torch.Tensor, stats: DataStats | None = None
+) -> list[Diagnosis]:
+    if not math.isfinite(loss):
+        return [
+            Diagnosis(
+                "nan_loss",
+                f"the loss of a fresh model on a probe batch is {loss}. {hint('nan_loss')}",
+            )
+        ]
+    classes = out.shape[1] if out.ndim >= 2 else 1
+    expected = expected_init_loss(task, classes)
+    if expected is not None:
+        limit = expected + max(INIT_LOSS_MARGIN, INIT_LOSS_REL * expected)
+        if loss <= limit:
+            return []
+        return [
+            Diagnosis(
+                "unexpected_init_loss",
+                f"loss at init is {loss:.4g}; for {classes} classes a fresh model should give "
+                f"about ln {classes} = {expected:.4g} (flagged above {limit:.3g}): the logits are "
+                f"far too large (std ~{math.sqrt(2 * max(loss - expected, 0)):.2g}). "
+                f"{hint('unexpected_init_loss')}",
+            )
+        ]
+    if task == "regression" and stats is not None and stats.train.target_sq_mean:
+        sq = float(sum(stats.train.target_sq_mean) / len(stats.train.target_sq_mean))
+        limit = INIT_MSE_FACTOR * sq + 1.0
+        if loss > limit:
+            return [
+                Diagnosis(
+                    "unexpected_init_loss",
+                    f"MSE at init is {loss:.4g}; a fresh model predicting about 0 should give "
+                    f"about the mean squared target, {sq:.4g} (flagged above {limit:.3g}): the "
+                    "outputs are far too large. Normalise the inputs (zero mean, unit "
+                    "variance) and check the last layer's initialisation.",
+                )
+            ]
+    return []
+
+
+def check_output_depends_on_input(x: torch.Tensor, out: torch.Tensor) -> list[Diagnosis]:
+    """Distinct inputs, (nearly) identical outputs: the forward does not use its input."""
+    if x.shape[0] < 2:
         return []
-    shown = ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else "")
+    distinct = x.reshape(x.shape[0], -1).double().std(dim=0).max() > 0
+    o = out.detach().double()
+    if not distinct or not bool(torch.isfinite(o).all()):
+        return []
+    spread = float(o.std(dim=0).mean() / (o.std() + 1e-12)) if o.std() > 0 else 0.0
+    if spread >= IGNORED_SPREAD:
+        return []
     return [
         Diagnosis(
-            "no_gradient",
-            f"{len(missing)} trainable parameter tensors got no gradient from one "
-            f"forward/backward: {shown}. {hint('no_gradient')}",
+            "input_ignored",
+            f"a fresh model gives the same output for {x.shape[0]} different train inputs "
+            f"(spread across the batch {spread:.1e} of the output's overall variation): "
+            "forward() does not use its input, or its signal dies out on the way (a deep "
+            f"stack without normalisation). {hint('input_ignored')}",
         )
     ]
+
+
+def check_gradient_reach(model: nn.Module, loss: torch.Tensor) -> list[Diagnosis]:
+    """One backward: name the trainable parameters it does not reach."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        frozen = sum(1 for _ in model.parameters())
+        return [
+            Diagnosis(
+                "no_gradient",
+                f"the model has no trainable parameters: all {frozen} parameter tensors have "
+                "requires_grad=False (a frozen backbone with no head left trainable, or "
+                "requires_grad_(False) applied to the whole model). Unfreeze at least the "
+                "layers that should learn.",
+            )
+        ]
+    if not loss.requires_grad:
+        return [
+            Diagnosis(
+                "no_gradient",
+                f"the loss does not depend on any of the model's {len(trainable)} trainable "
+                "parameter tensors (it has no grad_fn): forward() runs under torch.no_grad(), "
+                "detaches its output, or goes through numpy/.item(). "
+                f"{hint('no_gradient')}",
+            )
+        ]
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    unreached = [n for n, p in trainable if p.grad is None]
+    zero = [n for n, p in trainable if p.grad is not None and not torch.any(p.grad != 0)]
+    model.zero_grad(set_to_none=True)
+    found = []
+    if unreached:
+        found.append(
+            Diagnosis(
+                "no_gradient",
+                f"{len(unreached)} of {len(trainable)} trainable parameter tensors got no "
+                f"gradient from one forward/backward: {_names(unreached)}. Those layers are "
+                f"unused in forward() or cut off by detach/no_grad/.item(). {hint('no_gradient')}",
+            )
+        )
+    if zero:
+        found.append(
+            Diagnosis(
+                "no_gradient",
+                f"{len(zero)} of {len(trainable)} trainable parameter tensors got a gradient of "
+                f"exactly zero on {PROBE_BATCH} samples: {_names(zero)}. Their output is "
+                "multiplied by zero, clamped, rounded or passed through a dead ReLU. "
+                f"{hint('no_gradient')}",
+            )
+        )
+    return found
 
 
 def check_fancy(model: nn.Module, config: Config) -> list[Diagnosis]:
@@ -246,12 +444,15 @@ def run_preflight(
     device: torch.device,
 ) -> Verdict:
     task = config.task
-    found: list[Diagnosis] = []
-    found += check_repeat_reads(train, val)
-    found += check_overlap(stats)
-    x, y = sample_batch(train, min(4, len(train)))
+    # a model that cannot take the data at all is the more basic error: probe it first
+    x, y = sample_batch(train, min(PROBE_BATCH, len(train)))
     model.train()
     out = forward_probe(model, x, device)
+    found: list[Diagnosis] = []
+    found += check_nonfinite(stats)
+    found += check_repeat_reads(train, val, task)
+    found += check_overlap(stats)
+    found += check_constant_inputs(stats)
     num_outputs = out.shape[1] if out.ndim >= 2 else 1
     shape_problems = check_shapes(out, y, task)
     found += shape_problems
@@ -263,17 +464,17 @@ def run_preflight(
         "input_shape": list(x.shape[1:]),
         "output_shape": list(out.shape[1:]),
     }
+    found += check_output_depends_on_input(x, out)
     if not shape_problems and not any(d.code == "label_out_of_range" for d in found):
         loss = loss_fn(out, y.to(device))
         figures["init_loss"] = float(loss.detach())
         if (expected := expected_init_loss(task, num_outputs)) is not None:
             figures["expected_init_loss"] = expected
-        found += check_init_loss(float(loss.detach()), task, out)
-        model.zero_grad(set_to_none=True)
+        found += check_probabilities(out, task) or check_init_loss(
+            float(loss.detach()), task, out, stats
+        )
         if torch.isfinite(loss):
-            loss.backward()
-            found += check_gradient_reach(model)
-            model.zero_grad(set_to_none=True)
+            found += check_gradient_reach(model, loss)
     found += check_fancy(model, config)
     status = "failed" if any(d.severity == "fail" for d in found) else "passed"
     return Verdict(status, found, figures)
@@ -282,6 +483,24 @@ def run_preflight(
 def _same(a: Any, b: Any) -> bool:
     ta, tb = torch.as_tensor(a), torch.as_tensor(b)
     return ta.shape == tb.shape and ta.dtype == tb.dtype and bool(torch.equal(ta, tb))
+
+
+def _same_counts(a: Any, b: Any) -> bool:
+    ta, tb = torch.as_tensor(a), torch.as_tensor(b)
+    if ta.is_floating_point() or tb.is_floating_point():
+        return False
+    ua, ca = torch.unique(ta, return_counts=True)
+    ub, cb = torch.unique(tb, return_counts=True)
+    return bool(torch.equal(ua, ub) and torch.equal(ca, cb))
+
+
+def _pairs(pairs: list[tuple[int, int]]) -> str:
+    shown = ", ".join(f"train {t} = val {v}" for t, v in pairs[:5])
+    return shown + (", ..." if len(pairs) > 5 else "")
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
 
 
 def exit_code_codes() -> Sequence[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,19 +19,25 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
-from dlsteps import engine
-from dlsteps.atomic import save_torch, write_json, write_text
+from dlsteps import adversarial, distributed, engine, interrupts, resume
+from dlsteps.atomic import write_json, write_text
+from dlsteps.augment import augment_train, class_weights, describe
+from dlsteps.checkpoint import Trainables, config_hash
 from dlsteps.components import build_datasets, build_model
 from dlsteps.config import LoadedConfig, StagePlan, resolved_dict
 from dlsteps.console import Reporter
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples
 from dlsteps.datastats import DataStats, data_stats
 from dlsteps.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError
+from dlsteps.faults import FirstStepGuard, NamedItems, as_user_error
 from dlsteps.gates import GATES, Verdict, judge, overfit_reached
+from dlsteps.image_quality import GenerativeViews
 from dlsteps.logbook import Logbook, Row, read_curves
 from dlsteps.losses import make_loss
+from dlsteps.observe import StageObserver
 from dlsteps.optim import disable_dropout, make_optimizer, make_scheduler
 from dlsteps.preflight import exit_code_codes, run_preflight
+from dlsteps.report import write_report
 from dlsteps.stages import OVERFIT_STAGES, canonical_stage, ladder_for
 
 SUMMARY = "summary.json"
@@ -49,6 +55,13 @@ class RunOptions:
     keep_going: bool = False
     quiet: bool = False
     runs_root: Path = Path("runs")
+    resume: Path | None = None  # a run directory to continue (``--resume``)
+    # called at every logbook flush (e.g. an ablation's pruner); a returned non-empty reason
+    # stops the stage, which is then recorded as ``pruned`` with that reason and step
+    on_progress: Callable[[engine.Progress], str | None] | None = None
+    # called after every optimizer step with its number (``dlsteps profile --trace`` steps
+    # a torch.profiler schedule with it)
+    on_step: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -60,6 +73,11 @@ class RunContext:
     history: dict[str, Verdict] = field(default_factory=dict)
     _datasets: dict[str, tuple[Dataset, Dataset]] = field(default_factory=dict)
     _stats: dict[str, DataStats] = field(default_factory=dict)
+    config_hash: str = ""  # checkpoint.config_hash of the resolved config
+    resuming: bool = False  # stages continue from their checkpoints (``--resume``)
+    should_stop: Callable[[], bool] | None = None  # raised by SIGINT/SIGTERM
+    on_progress: Callable[[engine.Progress], str | None] | None = None  # RunOptions'
+    on_step: Callable[[int], None] | None = None  # RunOptions'
 
     def datasets(self, plan: StagePlan) -> tuple[Dataset, Dataset]:
         key = _data_key(plan)
@@ -116,6 +134,8 @@ def new_run_dir(root: Path, name: str) -> Path:
     """``runs/<name>-<YYYYmmdd-HHMMSS>``, with a ``-2``, ``-3``... suffix if taken."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = root / f"{name}-{stamp}"
+    if not distributed.is_main():
+        return base  # a placeholder: rank 0's directory arrives through distributed.from_main
     candidate, n = base, 1
     while True:
         try:
@@ -141,20 +161,42 @@ def select_stages(task: str, opts: RunOptions) -> list[str]:
 def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], int]:
     """Run the selected stages; returns the summary and the exit code."""
     stages = select_stages(loaded.base.task, opts)
-    device = resolve_device(opts.device or loaded.base.device)
-    if opts.run_dir is not None:
+    device = distributed.init(resolve_device(opts.device or loaded.base.device))
+    if distributed.active() and loaded.base.task == "generative":
+        raise UserError(
+            "--nproc: the generative task runs in one process (the adversarial stage's critic "
+            "is not distributed)"
+        )
+    resolved = resolved_dict(loaded)
+    digest = config_hash(resolved)
+    previous: dict[str, Any] | None = None
+    if opts.resume is not None:
+        if opts.run_dir is not None:
+            raise UserError("--resume continues the run in its own directory; drop --run-dir")
+        run_dir = opts.resume
+        previous = resume.open_run(run_dir, digest)
+        if previous.get("selected") and not (opts.from_stage or opts.to_stage or opts.only):
+            stages = list(previous["selected"])
+    elif opts.run_dir is not None:
         run_dir = opts.run_dir
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if distributed.is_main() and run_dir.exists() and any(run_dir.iterdir()):
             raise UserError(
-                f"--run-dir {run_dir} exists and is not empty; choose another directory"
+                f"--run-dir {run_dir} exists and is not empty; choose another directory, "
+                f"or continue it with --resume {run_dir}"
             )
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = new_run_dir(opts.runs_root, loaded.name)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(resolved_dict(loaded), sort_keys=False))
-    reporter = Reporter(quiet=opts.quiet)
+    run_dir = distributed.from_main(run_dir)
+    if previous is None:
+        write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    reporter = Reporter(quiet=opts.quiet or not distributed.is_main())
     reporter.every = loaded.base.log.progress_every
-    ctx = RunContext(loaded, run_dir, device, reporter)
+    ctx = RunContext(
+        loaded, run_dir, device, reporter, config_hash=digest, resuming=previous is not None
+    )
+    ctx.on_progress = opts.on_progress
+    ctx.on_step = opts.on_step
     summary: dict[str, Any] = {
         "status": "running",
         "config": loaded.source or "<built-in default>",
@@ -162,39 +204,42 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         "name": loaded.name,
         "device": str(device),
         "started": datetime.now().isoformat(timespec="seconds"),
+        "config_hash": digest,
+        "selected": stages,
         "stages": [],
     }
+    if previous is not None:
+        summary["config"] = previous.get("config", summary["config"])
+        summary["started"] = previous.get("started", summary["started"])
+        summary["resumed"] = [*previous.get("resumed", []), resume.stamp()]
     reporter.message(f"dlsteps: run directory {run_dir} on {device}")
+    with interrupts.graceful(reporter.message) as stop:
+        ctx.should_stop = stop
+        return _climb(ctx, summary, stages, opts, resume.finished_entries(previous))
+
+
+def _climb(
+    ctx: RunContext,
+    summary: dict[str, Any],
+    stages: Sequence[str],
+    opts: RunOptions,
+    finished: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], int]:
+    """The stages in order, until a failed gate (unless ``keep_going``), an error or a
+    signal; a stage that ended before a ``--resume`` keeps its entry and verdict."""
+    run_dir, reporter = ctx.run_dir, ctx.reporter
     exit_code = EXIT_OK
     for stage in stages:
-        entry: dict[str, Any] = {"name": stage, "status": "running"}
-        summary["stages"].append(entry)
-        started = time.perf_counter()
-        try:
-            verdict, notes = _run_stage(ctx, stage)
-        except KeyboardInterrupt:
-            entry.update(status="interrupted", seconds=round(time.perf_counter() - started, 3))
-            summary["status"] = "interrupted"
-            _write_summary(run_dir, summary)
-            reporter.stage_finished(entry)
-            return summary, EXIT_INTERRUPTED
-        except UserError as exc:
-            entry.update(
-                status="error", seconds=round(time.perf_counter() - started, 3), error=str(exc)
-            )
-            summary["status"] = "error"
-            _write_summary(run_dir, summary)
-            raise
-        entry.update(
-            status=verdict.status,
-            seconds=round(time.perf_counter() - started, 3),
-            diagnoses=[d.to_json() for d in verdict.diagnoses],
-            figures=verdict.figures,
-            notes=notes,
-        )
-        ctx.history[stage] = verdict
-        _write_summary(run_dir, summary)
-        reporter.stage_finished(entry)
+        if stage in finished:
+            entry = finished[stage]
+            summary["stages"].append(entry)
+            verdict = resume.stored_verdict(run_dir / stage, entry)
+            ctx.history[stage] = verdict
+            reporter.message(f"[dim]▶ {stage}: {entry['status']} before the resume, kept[/dim]")
+        else:
+            verdict = _run_recorded(ctx, summary, stage)
+            if verdict is None:
+                return summary, EXIT_INTERRUPTED
         if verdict.status == "failed":
             codes = {d.code for d in verdict.diagnoses if d.severity == "fail"}
             exit_code = (
@@ -205,10 +250,60 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
             if not opts.keep_going:
                 break
     ran = [s["status"] for s in summary["stages"]]
-    summary["status"] = "failed" if "failed" in ran else "passed"
+    summary["status"] = "failed" if "failed" in ran else "pruned" if "pruned" in ran else "passed"
     _write_summary(run_dir, summary)
     reporter.table(summary)
+    if distributed.is_main():
+        reporter.message(f"report: {write_report(run_dir)[1]}")
     return summary, exit_code
+
+
+def _run_recorded(ctx: RunContext, summary: dict[str, Any], stage: str) -> Verdict | None:
+    """Run one stage and record it in the summary; ``None`` when a signal stopped it.
+
+    A user's mistake found on the way (also one raised in a DataLoader worker, or a worker
+    that crashed) is recorded as ``error`` and re-raised as one ``UserError``."""
+    run_dir, reporter = ctx.run_dir, ctx.reporter
+    entry: dict[str, Any] = {"name": stage, "status": "running"}
+    summary["stages"].append(entry)
+    _write_summary(run_dir, summary)  # after a kill -9 it names the stage that was running
+    started = time.perf_counter()
+    try:
+        if ctx.should_stop is not None and ctx.should_stop():
+            raise interrupts.Interrupted()
+        verdict, notes = _run_stage(ctx, stage)
+    except (KeyboardInterrupt, interrupts.Interrupted) as exc:
+        entry.update(status="interrupted", seconds=round(time.perf_counter() - started, 3))
+        if isinstance(exc, interrupts.Interrupted) and exc.step is not None:
+            entry["step"] = exc.step
+        summary["status"] = "interrupted"
+        _write_summary(run_dir, summary)
+        reporter.stage_finished(entry)
+        reporter.message(f"interrupted; continue with: dlsteps run --resume {run_dir}")
+        return None
+    except Exception as exc:
+        error = as_user_error(exc)
+        if error is None:
+            raise
+        entry.update(
+            status="error", seconds=round(time.perf_counter() - started, 3), error=str(error)
+        )
+        summary["status"] = "error"
+        _write_summary(run_dir, summary)
+        if error is exc:
+            raise
+        raise error from exc
+    entry.update(
+        status=verdict.status,
+        seconds=round(time.perf_counter() - started, 3),
+        diagnoses=[d.to_json() for d in verdict.diagnoses],
+        figures=verdict.figures,
+        notes=notes,
+    )
+    ctx.history[stage] = verdict
+    _write_summary(run_dir, summary)
+    reporter.stage_finished(entry)
+    return verdict
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -218,9 +313,13 @@ def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def _run_stage(ctx: RunContext, stage: str) -> tuple[Verdict, list[str]]:
     plan = ctx.loaded.plans[stage]
     stage_dir = ctx.run_dir / stage
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    if stage == "preflight":
-        verdict, notes = _preflight(ctx, plan), []
+    if distributed.is_main():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    if stage == "preflight":  # judged on rank 0 alone, like every gate
+        verdict, notes = distributed.once(lambda: _preflight(ctx, plan)), []
+    elif stage == "adversarial" and (refused := adversarial.refusal(ctx.history, ctx.run_dir)):
+        ctx.reporter.message(f"[bold]▶ {stage}[/bold]: refused, the L1 stages must pass first")
+        verdict, notes = refused, []
     elif stage not in GATES:
         ctx.reporter.message(f"[dim]▶ {stage}: not available yet, skipped[/dim]")
         verdict, notes = Verdict("skipped"), [f"the {stage} stage is not implemented yet"]
@@ -262,23 +361,43 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
     pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else ctx.device.type == "cuda"
     if overfit:
         indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
-        source: Any = FixedBatch(train, indices)
+        source: Any = FixedBatch(NamedItems(train, "train"), indices, ctx.device)
         notes.append(f"train samples {indices} in one batch")
-    else:
+    else:  # augmentation wraps the train set only: val stays the same for every stage
+        fit_train = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
+        if knobs.augmentations:
+            notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
         source = StepStream(
-            train, cfg.data.batch_size, cfg.seed, num_workers=cfg.data.num_workers, pin_memory=pin
+            NamedItems(fit_train, "train"),
+            distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
+            cfg.seed,
+            num_workers=cfg.data.num_workers,
+            pin_memory=pin,
+            persistent_workers=cfg.data.persistent_workers,
+            **distributed.shard(),
         )
     val_source = StepStream(
-        val,
-        cfg.data.val_batch_size or cfg.data.batch_size,
+        NamedItems(val, "val"),
+        distributed.per_rank_batch(
+            cfg.data.val_batch_size or cfg.data.batch_size, "data.val_batch_size"
+        ),
         cfg.seed + 1,
         num_workers=cfg.data.num_workers,
         pin_memory=pin,
+        persistent_workers=cfg.data.persistent_workers,
+        **distributed.shard(),
     )
     total = knobs.steps or (knobs.epochs or 1) * source.steps_per_epoch
     optimizer = make_optimizer(model, cfg.optim, plain=overfit)
     scheduler = make_scheduler(optimizer, cfg.optim, total, plain=overfit)
     loss_fn = make_loss(cfg.task, cfg.data.ignore_index).to(ctx.device)
+    # class weights shape the train loss only; val/loss stays comparable across stages
+    weights = None if overfit else _class_weights(ctx, plan, train)
+    train_loss_fn = loss_fn
+    if weights is not None:
+        train_loss_fn = make_loss(cfg.task, cfg.data.ignore_index, weights).to(ctx.device)
+        shown = ", ".join(f"{w:.3g}" for w in weights)
+        notes.append(f"class weights ({_spec(knobs.class_weights)}): [{shown}]")
     gate = knobs.gate
     stop_check = None
     if overfit and knobs.early_stop:
@@ -289,11 +408,40 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
             )
 
     autocast = engine.make_autocast(ctx.device, cfg.precision)
+    if stage == "adversarial":
+        step: Any = adversarial.build_step(
+            cfg, model, optimizer, loss_fn, train, ctx.device, autocast
+        )
+        notes.append(
+            f"critic {cfg.adversarial.critic.name}, {cfg.adversarial.critic_steps} "
+            f"critic steps per generator step"
+        )
+    else:
+        step = engine.SupervisedStep(
+            distributed.wrap(model, ctx.device),
+            optimizer,
+            train_loss_fn,
+            autocast,
+            cfg.optim.grad_clip,
+            _grad_scaler(ctx.device, cfg),
+        )
+    live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
+    ckpts = resume.StageCheckpoints(
+        stage_dir,
+        stage,
+        ctx.config_hash,
+        live,
+        val_every=knobs.val_every,
+        minutes=cfg.log.checkpoint_minutes,
+    )
+    point = ckpts.continue_from() if ctx.resuming else None
+    start = point["step"] if point is not None else 0
+    if point is not None:
+        stop_check = resume.primed(stop_check, stage_dir, gate.window)
+        notes.append(f"resumed after step {start} from its checkpoint")
     setup = engine.FitSetup(
         model=model,
-        step=engine.SupervisedStep(
-            model, optimizer, loss_fn, autocast, cfg.optim.grad_clip, _grad_scaler(ctx.device, cfg)
-        ),
+        step=FirstStepGuard(step),
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=loss_fn,
@@ -307,31 +455,77 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
         max_seconds=gate.max_seconds,
         stop_check=stop_check,
         stop_window=gate.window,
-        on_progress=_progress_hook(ctx.reporter),
+        on_progress=_progress_hook(ctx.reporter, ckpts.at_flush, ctx.on_progress),
+        on_checkpoint=ckpts.save,
+        checkpoint_every=cfg.log.checkpoint_every,
+        should_stop=ctx.should_stop,
     )
+    if distributed.active():
+        setup = distributed.adapt(setup)
+        notes.append(distributed.describe(ctx.device))
     ctx.reporter.stage_started(stage, total, notes)
-    with Logbook(stage_dir) as logbook:
-        if stage == "full-data":
+    # a resumed stage hides from TensorBoard what a killed attempt logged after the checkpoint
+    with Logbook(stage_dir, purge_step=start + 1 if start else None) as logbook:
+        if stage == "full-data" and not start:
             stats = ctx.stats(plan)
             base = stats.baseline_loss(
                 cfg.task, getattr(train, "num_classes", None), cfg.data.ignore_index
             )
             if base is not None:
                 logbook.write([Row(0, "baseline/val_loss", base)])
-        result = engine.fit(setup, logbook)
-    save_torch(
-        stage_dir / CHECKPOINT,
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": result.last_step,
-        },
-    )
-    verdict = judge(stage, read_curves(stage_dir), gate, ctx.history)
+        views = None
+        if cfg.task == "generative":  # full-val L1/PSNR and image grids, start and end
+            batch = cfg.data.val_batch_size or cfg.data.batch_size
+            views = GenerativeViews(model, val, stage_dir, ctx.device, batch, autocast)
+            if not start:
+                logbook.write(views.record(0))
+        observer = StageObserver.for_stage(
+            plan, model, (train, val), stage_dir, logbook, ctx.device, autocast
+        )
+        # full val metrics / pictures every N steps, on rank 0 (the one that logs)
+        setup.every = observer.hooks() if distributed.is_main() else []
+        if ctx.on_step is not None:
+            setup.every.append((1, ctx.on_step))
+        result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
+        if result.reason == "interrupted":
+            observer.close()
+            raise ckpts.interrupted(result.last_step)
+        # killed after its final checkpoint: the stage only needs judging
+        if not resume.finished(point) and distributed.is_main():
+            observer.finish(result.last_step)  # the stage-end metrics the gates compare
+            if views is not None:
+                logbook.write(views.record(result.last_step))
+    ckpts.save(result.last_step, finished=result.reason)
+    curves = read_curves(stage_dir)
+    verdict = distributed.once(lambda: judge(stage, curves, gate, ctx.history))
+    if (primary := observer.primary.from_curves(curves)) is not None:
+        verdict.figures["primary_metric"] = primary
     verdict.figures["stopped"] = result.reason
-    if result.reason == "time_budget":
+    if result.reason == "stopped" and result.message != distributed.TIME_BUDGET:
+        # the caller's on_progress (an ablation pruner) said stop
+        verdict.status = "pruned"
+        verdict.figures["pruned_at_step"] = result.last_step
+        # a gate judged on a curve cut short by design would only report false failures
+        verdict.diagnoses = [d for d in verdict.diagnoses if d.severity != "fail"]
+        notes.append(f"pruned at step {result.last_step}: {result.message}")
+    if distributed.TIME_BUDGET in (result.reason, result.message):
         notes.append(f"stopped at the wall-time budget of {gate.max_seconds:g} s")
     return verdict, notes
+
+
+def _class_weights(ctx: RunContext, plan: StagePlan, train: Dataset) -> list[float] | None:
+    """``class_weights`` resolved against the train label counts (``data_stats.json``)."""
+    spec, cfg = plan.knobs.class_weights, plan.config
+    if spec == "none" or cfg.task not in ("classification", "segmentation"):
+        return None
+    counts = ctx.stats(plan).train.label_counts
+    labels = [k for k in counts if k != cfg.data.ignore_index or cfg.task != "segmentation"]
+    num = getattr(train, "num_classes", None) or max(labels, default=0) + 1
+    return class_weights(spec, counts, num)
+
+
+def _spec(spec: Any) -> str:
+    return "explicit" if isinstance(spec, list) else "median" if spec == "auto" else str(spec)
 
 
 def _grad_scaler(device: torch.device, cfg: Any) -> torch.amp.GradScaler | None:
@@ -341,9 +535,15 @@ def _grad_scaler(device: torch.device, cfg: Any) -> torch.amp.GradScaler | None:
     return None
 
 
-def _progress_hook(reporter: Reporter):
-    def hook(p: engine.Progress) -> None:
+def _progress_hook(
+    reporter: Reporter,
+    at_flush: Callable[[int], None],
+    extra: Callable[[engine.Progress], str | None] | None = None,
+):
+    def hook(p: engine.Progress) -> str | None:
         reporter.progress(p)
+        at_flush(p.step)  # right after a logbook flush: a consistent point for a timed checkpoint
+        return extra(p) if extra is not None else None
 
     return hook
 

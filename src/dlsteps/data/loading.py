@@ -8,10 +8,13 @@ same sampler shards the order across DDP ranks.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from dlsteps.interrupts import ignore_in_worker
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -62,6 +65,7 @@ class StepStream:
         shuffle: bool = True,
         num_workers: int = 0,
         pin_memory: bool = False,
+        persistent_workers: bool | None = None,
         rank: int = 0,
         world: int = 1,
     ) -> None:
@@ -73,8 +77,11 @@ class StepStream:
             sampler=self.sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
-            persistent_workers=False,
+            # default on: a stream re-iterates its loader every epoch, and fresh workers
+            # would each time start (and import the user's module) from scratch
+            persistent_workers=num_workers > 0 and persistent_workers is not False,
             drop_last=False,
+            worker_init_fn=ignore_in_worker,
         )
 
     @property
@@ -85,16 +92,45 @@ class StepStream:
         epoch, offset = divmod(start, self.steps_per_epoch)
         while True:
             self.sampler.set_epoch(epoch, skip=offset * self.batch_size)
+            # a fresh iterator draws its workers' base seed from this generator, not from the
+            # global RNG, so a stage resumed mid-epoch leaves dropout's RNG stream unchanged
+            self.loader.generator = torch.Generator().manual_seed(
+                self.sampler.seed * 1_000_003 + epoch + 0x5DEECE66D
+            )
             yield from self.loader
             epoch, offset = epoch + 1, 0
 
 
-class FixedBatch:
-    """The overfit stages' source: the same few samples, read once, as one batch."""
+def default_num_workers() -> int:
+    """``data.num_workers`` when the config leaves it unset, chosen from this machine.
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+    Without CUDA: 0. Training on the CPU, workers take cores from the compute, and
+    in-memory data (the built-ins) loads fastest in the main process; a slow loader shows
+    up as ``data_bound`` in the speed report, whose advice is to raise it. With CUDA: the
+    cores of this process's share of the machine (per GPU) less one for the training
+    loop, at most 8, so loading overlaps the GPU's work.
+    """
+    if not torch.cuda.is_available():
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores // torch.cuda.device_count() - 1))
+
+
+class FixedBatch:
+    """The overfit stages' source: the same few samples, read once, as one batch (moved to
+    ``device`` once, so a step does not copy it again)."""
+
+    def __init__(
+        self, dataset: Dataset, indices: Sequence[int], device: torch.device | None = None
+    ) -> None:
         loader = DataLoader(Subset(dataset, list(indices)), batch_size=len(indices))
-        self.batch: Batch = next(iter(loader))
+        x, y = next(iter(loader))
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        self.batch: Batch = (x, y)
         self.batch_size = len(indices)
         self.steps_per_epoch = 1
 

@@ -197,7 +197,7 @@ class Zeroing(nn.Module):
 def test_a_model_that_ignores_its_input() -> None:
     x = torch.randn(16, 16)
     (d,) = check_output_depends_on_input(x, Zeroing()(x))
-    assert d.code == "input_ignored"
+    assert (d.code, d.severity) == ("input_ignored", "warn")  # overfit-few is where it fails
     assert check_output_depends_on_input(x, mlp()(x)) == []
     # identical inputs prove nothing
     same = x[:1].repeat(16, 1)

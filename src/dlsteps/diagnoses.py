@@ -223,8 +223,8 @@ CAUGHT_AT: dict[str, str] = {
     "shape_mismatch": "preflight (one forward on a probe batch)",
     "unexpected_init_loss": "preflight (loss and outputs of a fresh model)",
     "no_gradient": "preflight (one backward); training stages (gradient norm exactly 0)",
-    "input_ignored": "preflight (identical outputs for different inputs); overfit-few and "
-    "full-data (output spread of the val batch)",
+    "input_ignored": "preflight (identical train inputs; identical outputs for different "
+    "inputs is a warning there); overfit-few and full-data (output spread of the val batch)",
     "nan_loss": "preflight (NaN/Inf in the data, or at init); any training stage (step given)",
     "fancy_features": "preflight (warning)",
     "large_model": "preflight (warning)",
@@ -238,6 +238,12 @@ CAUGHT_AT: dict[str, str] = {
     "overfitting": "full-data (warning)",
     "data_bound": "full-data (a warning unless the wait is >= 50 ms or batches are slow)",
     "slow_batch": "full-data (median batch); overfit stages (wall-time budget)",
+    "critic_diverging": "adversarial (non-finite critic values, or gan/wasserstein above "
+    "max_wasserstein_ratio x gan/distance)",
+    "critic_collapse": "adversarial (gan/wasserstein below min_wasserstein_ratio x "
+    "gan/distance over the second half)",
+    "adversarial_hurts": "adversarial (stage-end val L1 vs the L1-only generator's)",
+    "prerequisite_not_passed": "adversarial (before it trains: the L1 stages' verdicts)",
 }
 
 

@@ -322,7 +322,10 @@ def check_init_loss(
 
 
 def check_output_depends_on_input(x: torch.Tensor, out: torch.Tensor) -> list[Diagnosis]:
-    """Distinct inputs, (nearly) identical outputs: the forward does not use its input."""
+    """Distinct inputs, (nearly) identical outputs: the forward does not use its input.
+
+    A warning: the ladder's contract is that overfit-one passes without the input and
+    overfit-few fails on it; this names the problem before any training."""
     if x.shape[0] < 2:
         return []
     distinct = x.reshape(x.shape[0], -1).double().std(dim=0).max() > 0
@@ -338,7 +341,9 @@ def check_output_depends_on_input(x: torch.Tensor, out: torch.Tensor) -> list[Di
             f"a fresh model gives the same output for {x.shape[0]} different train inputs "
             f"(spread across the batch {spread:.1e} of the output's overall variation): "
             "forward() does not use its input, or its signal dies out on the way (a deep "
-            f"stack without normalisation). {hint('input_ignored')}",
+            "stack without normalisation). overfit-one can pass without the input; "
+            f"overfit-few will fail on it. {hint('input_ignored')}",
+            severity="warn",
         )
     ]
 
@@ -387,9 +392,10 @@ def check_gradient_reach(model: nn.Module, loss: torch.Tensor) -> list[Diagnosis
             Diagnosis(
                 "no_gradient",
                 f"{len(zero)} of {len(trainable)} trainable parameter tensors got a gradient of "
-                f"exactly zero on {PROBE_BATCH} samples: {_names(zero)}. Their output is "
-                "multiplied by zero, clamped, rounded or passed through a dead ReLU. "
-                f"{hint('no_gradient')}",
+                f"exactly zero on {PROBE_BATCH} samples: {_names(zero)}. Their input or output "
+                "is multiplied by zero, clamped, rounded or passed through a dead ReLU (on this "
+                f"batch). {hint('no_gradient')}",
+                severity="warn",
             )
         )
     return found

@@ -115,6 +115,7 @@ def _assert_same_logbooks(resumed: Path, reference: Path, note: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("resume-reference")  # one worker computes the reference
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_at_a_random_step_then_resume_gives_the_uninterrupted_logbook(
     reference: tuple[Path, int], tmp_path: Path, signum: int
@@ -151,6 +152,7 @@ def test_signal_at_a_random_step_then_resume_gives_the_uninterrupted_logbook(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("resume-reference")  # one worker computes the reference
 def test_kill_9_then_resume_leaves_no_duplicate_and_no_missing_step(
     reference: tuple[Path, int], tmp_path: Path
 ) -> None:

@@ -345,7 +345,8 @@ def main() -> None:
         if _state["debug"]:
             raise
         if distributed.is_main():  # every rank meets the same error; say it once
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+            # soft_wrap: the terminal wraps it, so a path or key in it is never cut in two
+            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -303,6 +303,7 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
             validate = (step + 1) % s.val_every == 0
             if validate:  # fetched here so that waiting for it counts as data, not compute
                 vx, vy = next(val_it)
+                vx, vy = vx.to(device, non_blocking=True), vy.to(device, non_blocking=True)
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             step += 1

@@ -70,6 +70,11 @@ class Work:
         return self.batch == 1
 
     @property
+    def pin(self) -> bool:
+        """Pinned host memory on CUDA, as dlsteps' default: non_blocking copies overlap."""
+        return self.device.type == "cuda"
+
+    @property
     def total(self) -> int:
         return self.warmup + self.steps + 1  # +1: the batch that ends the timed window
 
@@ -89,6 +94,10 @@ def _loss(work: Work) -> nn.Module:
     return nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX).to(work.device)
 
 
+def _loader(dataset: Dataset, work: Work, gen: torch.Generator) -> DataLoader:
+    return DataLoader(dataset, work.batch, shuffle=True, generator=gen, pin_memory=work.pin)
+
+
 def _endless(loader: DataLoader) -> Iterator:
     while True:
         yield from loader
@@ -106,8 +115,8 @@ def run_raw(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Stamps:
         x0, y0 = next(iter(DataLoader(Subset(train, pick_samples(len(train), 1, 0)), 1)))
         train_it: Iterator = itertools.repeat((x0.to(work.device), y0.to(work.device)))
     else:
-        train_it = _endless(DataLoader(train, work.batch, shuffle=True, generator=gen))
-    val_it = _endless(DataLoader(val, work.batch, shuffle=True, generator=gen))
+        train_it = _endless(_loader(train, work, gen))
+    val_it = _endless(_loader(val, work, gen))
     autocast, device, stamps = work.autocast(), work.device, []
     model.train()
     for step in range(1, work.total + 1):
@@ -152,7 +161,7 @@ def run_dlsteps(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Stamp
     source: engine.Source = (
         FixedBatch(train, pick_samples(len(train), 1, 0), work.device)
         if work.fixed
-        else StepStream(train, work.batch, 0)
+        else StepStream(train, work.batch, 0, pin_memory=work.pin)
     )
     stamps: Stamps = []
     autocast = work.autocast()
@@ -163,7 +172,7 @@ def run_dlsteps(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Stamp
         scheduler=None,
         loss_fn=loss_fn,
         train=_Stamped(source, stamps, work.clock),
-        val=StepStream(val, work.batch, 1),
+        val=StepStream(val, work.batch, 1, pin_memory=work.pin),
         total_steps=work.total,
         device=work.device,
         autocast=autocast,
@@ -183,7 +192,7 @@ def run_lightning(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Sta
 
     model, loss_fn = _model(work), _loss(work)
     gen = torch.Generator().manual_seed(0)
-    val_it = _endless(DataLoader(val, work.batch, shuffle=True, generator=gen))
+    val_it = _endless(_loader(val, work, gen))
     autocast = work.autocast()
 
     class Module(L.LightningModule):
@@ -221,7 +230,7 @@ def run_lightning(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Sta
         one = tuple(t.to(work.device) for t in one)
         loader = DataLoader(_Repeat(one), batch_size=None)  # hands the same batch over
     else:
-        loader = DataLoader(train, work.batch, shuffle=True, generator=gen)
+        loader = _loader(train, work, gen)
     trainer = L.Trainer(
         accelerator="gpu" if work.device.type == "cuda" else "cpu",
         devices=1,
@@ -375,13 +384,13 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore")  # Lightning's advice on workers and loggers
     runners: dict[str, Runner] = {"raw": run_raw, "dlsteps": run_dlsteps}
     try:
         import lightning  # noqa: F401
 
+        # after the import, which sets its own level: no banner, no tips
+        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
         runners["lightning"] = run_lightning
     except ImportError:
         print("lightning is not installed: pip install -e '.[bench]' to compare with it")
@@ -389,6 +398,8 @@ def main() -> None:
     if "raw" not in impls:
         raise SystemExit("--impls must include raw (the reference)")
     device = torch.device(args.device)
+    if args.clock == "cpu" and device.type != "cpu":
+        p.error("--clock cpu measures host CPU time only; use the wall clock on a GPU")
     print(
         f"device {device}, precision {args.precision}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} cpus, {args.clock} clock, "

@@ -145,3 +145,28 @@ def test_a_sleeping_loader_is_data_bound_until_workers_hide_it(
     speed, out = bottleneck(8)
     assert speed["bottleneck"] == "compute" and speed["data_share"] < 0.5, speed
     assert "bottleneck: compute" in out
+
+
+@pytest.mark.slow
+def test_profile_trace_is_a_torch_profiler_trace(
+    tmp_path: Path, cli: Callable[..., object], write_config: Callable[..., Path]
+) -> None:
+    config = write_config()
+    run_dir = tmp_path / "run"
+    args = ["--stage", "overfit-1", "--steps", "8", "--trace", "--run-dir", run_dir]
+    result = cli("profile", config, *args)
+    assert result.code == 0, result.err
+    assert "bottleneck:" in result.out and "aten::" in result.out  # report, top ops
+    (trace,) = (run_dir / "overfit-one" / "trace").glob("*.pt.trace.json")
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("name", "").startswith("aten::convolution") for e in events)
+    # early stopping is off: the stage ran the steps it was given
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stages"][-1]["figures"]["speed"]["steps_timed"] == 8
+
+
+def test_profile_rejects_a_stage_that_does_not_train(
+    cli: Callable[..., object], write_config: Callable[..., Path]
+) -> None:
+    result = cli("profile", write_config(), "--stage", "preflight")
+    assert result.code == 2 and "only a training stage" in result.err

@@ -104,9 +104,7 @@ class AdversarialStep:
         }
         return l1.detach(), norm, extras
 
-    def _train_critic(
-        self, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
+    def _train_critic(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``critic_steps`` updates; returns the means of critic loss, W estimate, penalty,
         the last gradient norm and the mean L2 distance between real and generated images,
         which bounds the W estimate of a 1-Lipschitz critic (device tensors: no host sync)."""

@@ -1,9 +1,11 @@
-"""What a generative stage produced: full-val L1 and PSNR, and input/target/output grids.
+"""What a generative stage produced: full-val L1 and PSNR, and input/target/output pictures.
 
 Logged at the start and the end of each generative training stage: the rows
 ``metrics/l1`` and ``metrics/psnr`` go to the logbook (the adversarial gate compares the
-end with the start, which is the L1-only generator it was continued from), the image grid
-``images/val`` goes to TensorBoard so a person sees the outputs approach the targets.
+end with the start, which is the L1-only generator it was continued from); the picture of
+fixed val samples (``images.sample_picture``'s layout) goes to TensorBoard as ``samples``
+and to ``<stage>/samples.png`` for the report, so a person sees the outputs approach the
+targets.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 
+from dlsteps.atomic import write_bytes
+from dlsteps.images import png_bytes, sample_picture
 from dlsteps.logbook import Row
+from dlsteps.observe import SAMPLES_PNG
 
-GRID_SAMPLES = 8
+PICTURE_SAMPLES = 8
 
 
 class GenerativeViews:
-    """Full val passes and picture grids of one stage's generator."""
+    """Full val passes and pictures of one stage's generator."""
 
     def __init__(
         self,
@@ -38,19 +42,18 @@ class GenerativeViews:
         self.model, self.device, self.stage_dir = model, device, stage_dir
         self.autocast = autocast or contextlib.nullcontext()
         self.loader = DataLoader(val, batch_size=batch_size, shuffle=False)
-        fixed = Subset(val, range(min(GRID_SAMPLES, len(val))))
-        self.grid_x, self.grid_y = next(iter(DataLoader(fixed, batch_size=GRID_SAMPLES)))
+        fixed = Subset(val, range(min(PICTURE_SAMPLES, len(val))))
+        self.fixed_x, self.fixed_y = next(iter(DataLoader(fixed, batch_size=PICTURE_SAMPLES)))
 
     def record(self, step: int) -> list[Row]:
-        """Image-quality rows at ``step``; the grid is written to TensorBoard on the way."""
-        l1, psnr, lo, hi = self._val_pass()
-        self._write_grid(step, lo, hi)
+        """Image-quality rows at ``step``; the picture is written on the way."""
+        l1, psnr = self._val_pass()
+        self._write_picture(step)
         return [Row(step, "metrics/l1", l1), Row(step, "metrics/psnr", psnr)]
 
     @torch.no_grad()
-    def _val_pass(self) -> tuple[float, float, float, float]:
-        """Mean absolute error, mean per-image PSNR over the target's value range, and
-        that range (lo, hi)."""
+    def _val_pass(self) -> tuple[float, float]:
+        """Mean absolute error and mean per-image PSNR over the targets' value range."""
         was_training = self.model.training
         self.model.eval()
         abs_sum, count, mses = 0.0, 0, []
@@ -68,30 +71,19 @@ class GenerativeViews:
         data_range = max(hi - lo, 1e-8)
         mse = torch.cat(mses).clamp_min(1e-10)
         psnr = float((10 * torch.log10(data_range**2 / mse)).mean())
-        return abs_sum / count, psnr, lo, hi
+        return abs_sum / count, psnr
 
     @torch.no_grad()
-    def _write_grid(self, step: int, lo: float, hi: float) -> None:
-        """Three rows: input (scaled by its own range), target and output (scaled from the
-        target's range [lo, hi] to [0, 1])."""
+    def _write_picture(self, step: int) -> None:
+        """Input / target / output of the fixed val samples (``images.sample_picture``)."""
         was_training = self.model.training
         self.model.eval()
         with self.autocast:
-            out = self.model(self.grid_x.to(self.device)).float().cpu()
+            out = self.model(self.fixed_x.to(self.device))
         self.model.train(was_training)
-        inputs = _as_rgb(self.grid_x.float())
-        inputs = (inputs - inputs.min()) / (inputs.max() - inputs.min()).clamp_min(1e-8)
-        images = torch.cat([_as_rgb(self.grid_y.float()), _as_rgb(out)])
-        pictures = torch.cat([inputs, ((images - lo) / max(hi - lo, 1e-8)).clamp(0, 1)])
-        grid = make_grid(pictures, nrow=len(self.grid_x), padding=1, pad_value=1.0)
+        picture = sample_picture("generative", self.fixed_x, self.fixed_y, out)
+        if picture is None:  # inputs that are not images
+            return
         with SummaryWriter(str(self.stage_dir), filename_suffix=".images") as writer:
-            writer.add_image("images/val", grid, step)
-
-
-def _as_rgb(images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) → (B, 3, H, W): one channel repeated, more than three cut to three."""
-    if images.shape[1] == 1:
-        return images.repeat(1, 3, 1, 1)
-    if images.shape[1] == 2:
-        return images[:, :1].repeat(1, 3, 1, 1)
-    return images[:, :3]
+            writer.add_image("samples", picture, step, dataformats="HWC")
+        write_bytes(self.stage_dir / SAMPLES_PNG, png_bytes(picture))

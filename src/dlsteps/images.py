@@ -7,8 +7,9 @@ Pure functions of tensors; ``observe`` sends the result to TensorBoard and to
   mask as colour overlays on the input in grey (ignored pixels are left uncoloured);
 - classification: a labelled grid, one tile per sample with ``target -> prediction``
   under it, framed green when right and red when wrong;
-- regression with image-shaped targets: input, target, prediction per row (target and
-  prediction on the target's value scale, so a washed-out prediction looks washed out).
+- regression with image-shaped targets, and generative: input, target, prediction per row
+  (target and prediction on the target's value scale, so a washed-out prediction looks
+  washed out).
 
 Inputs that are not images (vectors, sequences) and scalar regression give no picture.
 """
@@ -67,7 +68,7 @@ def sample_picture(
         return _segmentation(x, y.long(), out.argmax(1), ignore_index)
     if task == "classification" and out.dim() == 2:
         return _classification(x, y.long(), out.argmax(1), class_names)
-    if task == "regression" and y.dim() == 4:
+    if task in ("regression", "generative") and y.dim() == 4:
         return _image_to_image(x, y.float(), out.reshape(y.shape))
     return None
 

@@ -64,7 +64,8 @@ GENERATIVE_TOP = StageSpec(
     "adversarial",
     True,
     "the L1 generator continued with a Wasserstein critic (gradient penalty)",
-    "no NaN/divergence, val L1 within `tolerance` of full-data, Wasserstein estimate bounded",
+    "no NaN/divergence, val L1 within `max_l1_increase` of full-data's, Wasserstein estimate "
+    "bounded (critic neither diverging nor collapsed); refused until the L1 stages passed",
 )
 
 STAGE_NAMES: tuple[str, ...] = (*(s.name for s in LADDER), GENERATIVE_TOP.name)

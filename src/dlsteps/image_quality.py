@@ -11,13 +11,14 @@ targets.
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.tensorboard import SummaryWriter
+from torchmetrics import MeanAbsoluteError
+from torchmetrics.image import PeakSignalNoiseRatio
 
 from dlsteps.atomic import write_bytes
 from dlsteps.images import png_bytes, sample_picture
@@ -42,6 +43,11 @@ class GenerativeViews:
         self.model, self.device, self.stage_dir = model, device, stage_dir
         self.autocast = autocast or contextlib.nullcontext()
         self.loader = DataLoader(val, batch_size=batch_size, shuffle=False)
+        targets = [y.float() for _, y in self.loader]
+        self.data_range = (
+            min(float(t.min()) for t in targets),
+            max(float(t.max()) for t in targets),
+        )
         fixed = Subset(val, range(min(PICTURE_SAMPLES, len(val))))
         self.fixed_x, self.fixed_y = next(iter(DataLoader(fixed, batch_size=PICTURE_SAMPLES)))
 
@@ -53,25 +59,20 @@ class GenerativeViews:
 
     @torch.no_grad()
     def _val_pass(self) -> tuple[float, float]:
-        """Mean absolute error and mean per-image PSNR over the targets' value range."""
+        """Mean absolute error and PSNR over the whole val set (torchmetrics); PSNR's data
+        range is the val targets' min..max, fixed once so start and end compare."""
         was_training = self.model.training
         self.model.eval()
-        abs_sum, count, mses = 0.0, 0, []
-        lo, hi = math.inf, -math.inf
+        l1 = MeanAbsoluteError().to(self.device)
+        psnr = PeakSignalNoiseRatio(data_range=self.data_range).to(self.device)
         for x, y in self.loader:
             x, y = x.to(self.device), y.to(self.device).float()
             with self.autocast:
-                out = self.model(x)
-            diff = out.float() - y  # (B, C, H, W)
-            abs_sum += float(diff.abs().sum())
-            count += diff.numel()
-            mses.append(diff.pow(2).flatten(1).mean(dim=1))
-            lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+                out = self.model(x).float()  # (B, C, H, W)
+            l1.update(out, y)
+            psnr.update(out, y)
         self.model.train(was_training)
-        data_range = max(hi - lo, 1e-8)
-        mse = torch.cat(mses).clamp_min(1e-10)
-        psnr = float((10 * torch.log10(data_range**2 / mse)).mean())
-        return abs_sum / count, psnr
+        return float(l1.compute()), float(psnr.compute())
 
     @torch.no_grad()
     def _write_picture(self, step: int) -> None:

@@ -208,9 +208,12 @@ def _svg(board: Sequence[Row], width: int = 640, height: int = 320) -> str:
     for r, c in curves:
         dash = ' stroke-dasharray="4 3"' if r.state == "pruned" else ""
         pts = " ".join(point(s, v) for s, v in c)
+        end_x, end_y = point(*c[-1]).split(",")  # marks where a (pruned) curve stops
         lines.append(
             f'<polyline fill="none" stroke="{_colour(r.trial)}" stroke-width="1.5"{dash} '
             f'points="{pts}"><title>trial {r.trial}</title></polyline>'
+            f'<circle cx="{end_x}" cy="{end_y}" r="3" fill="{_colour(r.trial)}">'
+            f"<title>trial {r.trial}: {r.state}</title></circle>"
         )
     axes = (
         f'<text x="40" y="{height - 5}">step 0</text>'

@@ -59,7 +59,10 @@ class RungReporter:
         self._read_new_rows()
         if not self.values:
             return None
-        smooth = rolling_mean(np.asarray(self.values), self.spec.smooth)
+        # full windows only: the shorter ones at the start would let one lucky val batch
+        # (or the loss at init, before a spike) stand for the trial's level
+        window = min(self.spec.smooth, len(self.values))
+        smooth = rolling_mean(np.asarray(self.values), window)[window - 1 :]
         smooth = smooth[np.isfinite(smooth)]
         if not len(smooth):
             return None

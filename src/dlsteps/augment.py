@@ -75,9 +75,10 @@ def rot90(*, fill: dict) -> v2.Transform:
     )
 
 
-def rotate(degrees: float = 15.0, *, fill: dict) -> v2.Transform:
-    """Rotate by an angle drawn from ``[-degrees, degrees]`` (bilinear image, nearest mask)."""
-    if degrees < 0:
+def rotate(degrees: float | Sequence[float] = 15.0, *, fill: dict) -> v2.Transform:
+    """Rotate by an angle drawn from ``[-degrees, degrees]`` (or ``[low, high]`` when a
+    pair); bilinear for the image, nearest for the mask."""
+    if isinstance(degrees, int | float) and degrees < 0:
         raise ValueError(f"degrees must be >= 0, got {degrees}")
     return v2.RandomRotation(degrees, interpolation=InterpolationMode.BILINEAR, fill=fill)
 
@@ -124,7 +125,7 @@ AUGMENTATIONS: dict[str, Callable[..., v2.Transform]] = {
     "color_jitter": color_jitter,
     "gaussian_noise": gaussian_noise,
 }
-# Arguments dlsteps supplies from the data (never from the config).
+# Arguments dlsteps supplies from the data, never from the config (refused there as unknown).
 _CONTEXT = ("fill", "size")
 
 
@@ -169,8 +170,6 @@ def normalize_entries(entries: Sequence[Any]) -> list[Entry]:
 def _build(name: str, args: Mapping[str, Any], size: Sequence[int], ignore_index: int) -> Any:
     fn = AUGMENTATIONS[name]
     params = inspect.signature(fn).parameters
-    if bad := sorted(set(args) & set(_CONTEXT)):
-        raise ValueError(f"'{bad[0]}' is set by dlsteps from the data, not in the config")
     context = {
         "fill": {tv_tensors.Image: 0.0, tv_tensors.Mask: ignore_index},
         "size": list(size),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated
@@ -65,7 +66,9 @@ def _execute(config: Path | None, sets: list[str] | None, opts: RunOptions, as_j
         distributed.shutdown()  # leave the DDP process group (a no-op in one process)
     if as_json and distributed.is_main():
         print(json.dumps(summary, indent=2))
-    raise typer.Exit(code)
+    # rank 0 owns the verdict and its exit code: torchrun stops every process as soon as
+    # one exits non-zero, which could cut rank 0 short while it still writes the summary
+    raise typer.Exit(code if distributed.is_main() else 0)
 
 
 @app.command()
@@ -344,9 +347,12 @@ def main() -> None:
     except UserError as exc:
         if _state["debug"]:
             raise
-        if distributed.is_main():  # every rank meets the same error; say it once
-            # soft_wrap: the terminal wraps it, so a path or key in it is never cut in two
-            err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        if not distributed.is_main():
+            # every rank meets the same error: rank 0 says it (and torchrun then stops this
+            # process); only an error of this rank alone gets past the wait and is printed
+            time.sleep(distributed.ERROR_GRACE_SECONDS)
+        # soft_wrap: the terminal wraps it, so a path or key in it is never cut in two
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("interrupted")

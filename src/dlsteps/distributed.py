@@ -41,6 +41,8 @@ from dlsteps.errors import EXIT_INTERRUPTED, ConfigError
 
 T = TypeVar("T")
 TIME_BUDGET = "time_budget"
+# How long a rank other than 0 waits before reporting a user error (see ``cli.main``).
+ERROR_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,17 @@ def agreed_stop(
     return agreed
 
 
+def _exit_code(codes: dict[int, int]) -> int:
+    """Rank 0's own exit code; when torchrun killed rank 0 because another rank failed
+    first, that rank's code; a process killed by a signal counts as interrupted."""
+    answers = [codes[0]] if codes.get(0, -1) > 0 else []
+    answers += [c for _, c in sorted(codes.items()) if c > 0]
+    if answers:
+        return answers[0]
+    signals = [-c for c in codes.values()]
+    return EXIT_INTERRUPTED if set(signals) & {signal.SIGINT, signal.SIGTERM} else 128 + signals[0]
+
+
 def launch(nproc: int, dlsteps_args: Sequence[str]) -> int:
     """Run ``dlsteps <dlsteps_args>`` in ``nproc`` local processes through
     ``torch.distributed.run`` (torchrun's own code); returns rank 0's exit code, so the
@@ -227,17 +240,14 @@ def launch(nproc: int, dlsteps_args: Sequence[str]) -> int:
     args = torchrun.parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "--module", "dlsteps", *dlsteps_args]
     )
+    # torchrun's own default (one thread per process), set here without its banner
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # torchrun logs every worker that exits non-zero; a failed gate is an answer, not a crash
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         torchrun.run(args)
     except ChildFailedError as exc:
-        failures = exc.failures
-        first = failures.get(0) or failures[min(failures)]
-        code = first.exitcode
-        if code < 0:  # killed by a signal
-            return EXIT_INTERRUPTED if -code in (signal.SIGINT, signal.SIGTERM) else 128 - code
-        return code
+        return _exit_code({rank: f.exitcode for rank, f in exc.failures.items()})
     except (KeyboardInterrupt, SignalException):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -354,16 +354,13 @@ def main() -> None:
         # soft_wrap: the terminal wraps it, so a path or key in it is never cut in two
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        click_errors = _click_exceptions()
-        if isinstance(exc, click_errors.UsageError):
+        if isinstance(exc, _click_exceptions().UsageError):
             exc.show()
             sys.exit(EXIT_USAGE)
-        if isinstance(exc, click_errors.Abort):
-            sys.exit(EXIT_INTERRUPTED)
         raise
 
 

@@ -24,7 +24,7 @@ from dlsteps.atomic import write_json, write_text
 from dlsteps.augment import augment_train, class_weights, describe
 from dlsteps.checkpoint import Trainables, config_hash
 from dlsteps.components import build_datasets, build_model
-from dlsteps.config import LoadedConfig, StagePlan, resolved_dict
+from dlsteps.config import GateConfig, LoadedConfig, StagePlan, resolved_dict
 from dlsteps.console import Reporter
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples
 from dlsteps.datastats import DataStats, data_stats
@@ -348,83 +348,21 @@ def _preflight(ctx: RunContext, plan: StagePlan) -> Verdict:
 
 
 def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Verdict, list[str]]:
+    """Assemble a training stage from its plan, fit it, and judge the curves it logged."""
     cfg, knobs, stage = plan.config, plan.knobs, plan.stage
-    train, val = ctx.datasets(plan)
     model = ctx.model(plan)
     overfit = stage in OVERFIT_STAGES
-    notes: list[str] = []
-    if overfit:
-        notes += _regularizers_off(model, plan)
+    notes: list[str] = _regularizers_off(model, plan) if overfit else []
     if knobs.init_from:
         _load_weights(model, ctx.run_dir / knobs.init_from / CHECKPOINT, knobs.init_from)
         notes.append(f"weights initialised from the {knobs.init_from} checkpoint")
-    pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else ctx.device.type == "cuda"
-    if overfit:
-        indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
-        source: Any = FixedBatch(NamedItems(train, "train"), indices, ctx.device)
-        notes.append(f"train samples {indices} in one batch")
-    else:  # augmentation wraps the train set only: val stays the same for every stage
-        fit_train = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
-        if knobs.augmentations:
-            notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
-        source = StepStream(
-            NamedItems(fit_train, "train"),
-            distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
-            cfg.seed,
-            num_workers=cfg.data.num_workers,
-            pin_memory=pin,
-            persistent_workers=cfg.data.persistent_workers,
-            **distributed.shard(),
-        )
-    val_source = StepStream(
-        NamedItems(val, "val"),
-        distributed.per_rank_batch(
-            cfg.data.val_batch_size or cfg.data.batch_size, "data.val_batch_size"
-        ),
-        cfg.seed + 1,
-        num_workers=cfg.data.num_workers,
-        pin_memory=pin,
-        persistent_workers=cfg.data.persistent_workers,
-        **distributed.shard(),
-    )
+    source, val_source = _sources(ctx, plan, overfit, notes)
     total = knobs.steps or (knobs.epochs or 1) * source.steps_per_epoch
     optimizer = make_optimizer(model, cfg.optim, plain=overfit)
     scheduler = make_scheduler(optimizer, cfg.optim, total, plain=overfit)
     loss_fn = make_loss(cfg.task, cfg.data.ignore_index).to(ctx.device)
-    # class weights shape the train loss only; val/loss stays comparable across stages
-    weights = None if overfit else _class_weights(ctx, plan, train)
-    train_loss_fn = loss_fn
-    if weights is not None:
-        train_loss_fn = make_loss(cfg.task, cfg.data.ignore_index, weights).to(ctx.device)
-        shown = ", ".join(f"{w:.3g}" for w in weights)
-        notes.append(f"class weights ({_spec(knobs.class_weights)}): [{shown}]")
-    gate = knobs.gate
-    stop_check = None
-    if overfit and knobs.early_stop:
-
-        def stop_check(recent: Any) -> bool:
-            return (
-                overfit_reached(np.asarray(recent), gate.window, gate.train_loss_below) is not None
-            )
-
     autocast = engine.make_autocast(ctx.device, cfg.precision)
-    if stage == "adversarial":
-        step: Any = adversarial.build_step(
-            cfg, model, optimizer, loss_fn, train, ctx.device, autocast
-        )
-        notes.append(
-            f"critic {cfg.adversarial.critic.name}, {cfg.adversarial.critic_steps} "
-            f"critic steps per generator step"
-        )
-    else:
-        step = engine.SupervisedStep(
-            distributed.wrap(model, ctx.device),
-            optimizer,
-            train_loss_fn,
-            autocast,
-            cfg.optim.grad_clip,
-            _grad_scaler(ctx.device, cfg),
-        )
+    step = _train_step(ctx, plan, model, optimizer, loss_fn, autocast, overfit, notes)
     live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
     ckpts = resume.StageCheckpoints(
         stage_dir,
@@ -436,6 +374,8 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
     )
     point = ckpts.continue_from() if ctx.resuming else None
     start = point["step"] if point is not None else 0
+    gate = knobs.gate
+    stop_check = _overfit_stop(gate) if overfit and knobs.early_stop else None
     if point is not None:
         stop_check = resume.primed(stop_check, stage_dir, gate.window)
         notes.append(f"resumed after step {start} from its checkpoint")
@@ -464,37 +404,7 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
         setup = distributed.adapt(setup)
         notes.append(distributed.describe(ctx.device))
     ctx.reporter.stage_started(stage, total, notes)
-    # a resumed stage hides from TensorBoard what a killed attempt logged after the checkpoint
-    with Logbook(stage_dir, purge_step=start + 1 if start else None) as logbook:
-        if stage == "full-data" and not start:
-            stats = ctx.stats(plan)
-            base = stats.baseline_loss(
-                cfg.task, getattr(train, "num_classes", None), cfg.data.ignore_index
-            )
-            if base is not None:
-                logbook.write([Row(0, "baseline/val_loss", base)])
-        views = None
-        if cfg.task == "generative":  # full-val L1/PSNR and image grids, start and end
-            batch = cfg.data.val_batch_size or cfg.data.batch_size
-            views = GenerativeViews(model, val, stage_dir, ctx.device, batch, autocast)
-            if not start:
-                logbook.write(views.record(0))
-        observer = StageObserver.for_stage(
-            plan, model, (train, val), stage_dir, logbook, ctx.device, autocast
-        )
-        # full val metrics / pictures every N steps, on rank 0 (the one that logs)
-        setup.every = observer.hooks() if distributed.is_main() else []
-        if ctx.on_step is not None:
-            setup.every.append((1, ctx.on_step))
-        result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
-        if result.reason == "interrupted":
-            observer.close()
-            raise ckpts.interrupted(result.last_step)
-        # killed after its final checkpoint: the stage only needs judging
-        if not resume.finished(point) and distributed.is_main():
-            observer.finish(result.last_step)  # the stage-end metrics the gates compare
-            if views is not None:
-                logbook.write(views.record(result.last_step))
+    result, observer = _fit_logged(ctx, plan, stage_dir, setup, ckpts, point)
     ckpts.save(result.last_step, finished=result.reason)
     curves = read_curves(stage_dir)
     verdict = distributed.once(lambda: judge(stage, curves, gate, ctx.history))
@@ -513,11 +423,142 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
     return verdict, notes
 
 
-def _class_weights(ctx: RunContext, plan: StagePlan, train: Dataset) -> list[float] | None:
+def _sources(
+    ctx: RunContext, plan: StagePlan, overfit: bool, notes: list[str]
+) -> tuple[FixedBatch | StepStream, StepStream]:
+    """The stage's train batches (its few samples held as one batch in the overfit stages,
+    the whole augmented train set otherwise) and the random val batches."""
+    cfg, knobs = plan.config, plan.knobs
+    train, val = ctx.datasets(plan)
+    pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else ctx.device.type == "cuda"
+    loading = {
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": pin,
+        "persistent_workers": cfg.data.persistent_workers,
+        **distributed.shard(),
+    }
+    val_batch = cfg.data.val_batch_size or cfg.data.batch_size
+    val_source = StepStream(
+        NamedItems(val, "val"),
+        distributed.per_rank_batch(val_batch, "data.val_batch_size"),
+        cfg.seed + 1,
+        **loading,
+    )
+    if overfit:
+        indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
+        notes.append(f"train samples {indices} in one batch")
+        return FixedBatch(NamedItems(train, "train"), indices, ctx.device), val_source
+    # augmentation wraps the train set only: val stays the same for every stage
+    augmented = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
+    if knobs.augmentations:
+        notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
+    source = StepStream(
+        NamedItems(augmented, "train"),
+        distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
+        cfg.seed,
+        **loading,
+    )
+    return source, val_source
+
+
+def _train_step(
+    ctx: RunContext,
+    plan: StagePlan,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    autocast: Any,
+    overfit: bool,
+    notes: list[str],
+) -> engine.TrainStep:
+    """The per-step update: supervised (class-weighted train loss where asked, DDP-wrapped
+    under --nproc), or the generator-plus-critic step of the adversarial stage."""
+    cfg = plan.config
+    if plan.stage == "adversarial":
+        train, _ = ctx.datasets(plan)
+        notes.append(
+            f"critic {cfg.adversarial.critic.name}, {cfg.adversarial.critic_steps} "
+            f"critic steps per generator step"
+        )
+        return adversarial.build_step(cfg, model, optimizer, loss_fn, train, ctx.device, autocast)
+    # class weights shape the train loss only; val/loss stays comparable across stages
+    weights = None if overfit else _class_weights(ctx, plan)
+    train_loss_fn = loss_fn
+    if weights is not None:
+        train_loss_fn = make_loss(cfg.task, cfg.data.ignore_index, weights).to(ctx.device)
+        shown = ", ".join(f"{w:.3g}" for w in weights)
+        notes.append(f"class weights ({_spec(plan.knobs.class_weights)}): [{shown}]")
+    return engine.SupervisedStep(
+        distributed.wrap(model, ctx.device),
+        optimizer,
+        train_loss_fn,
+        autocast,
+        cfg.optim.grad_clip,
+        _grad_scaler(ctx.device, cfg),
+    )
+
+
+def _overfit_stop(gate: GateConfig) -> engine.StopCheck:
+    """Stop an overfit stage as soon as its gate is met (the gate's own rule)."""
+
+    def reached(recent: Any) -> bool:
+        return overfit_reached(np.asarray(recent), gate.window, gate.train_loss_below) is not None
+
+    return reached
+
+
+def _fit_logged(
+    ctx: RunContext,
+    plan: StagePlan,
+    stage_dir: Path,
+    setup: engine.FitSetup,
+    ckpts: resume.StageCheckpoints,
+    point: dict[str, Any] | None,
+) -> tuple[engine.FitResult, StageObserver]:
+    """Run the loop into the stage's logbook, with what is logged beside the steps: the
+    baseline, stage-start and stage-end val views, periodic metrics and pictures."""
+    cfg, stage = plan.config, plan.stage
+    train, val = ctx.datasets(plan)
+    start = point["step"] if point is not None else 0
+    # a resumed stage hides from TensorBoard what a killed attempt logged after the checkpoint
+    with Logbook(stage_dir, purge_step=start + 1 if start else None) as logbook:
+        if stage == "full-data" and not start:
+            base = ctx.stats(plan).baseline_loss(
+                cfg.task, getattr(train, "num_classes", None), cfg.data.ignore_index
+            )
+            if base is not None:
+                logbook.write([Row(0, "baseline/val_loss", base)])
+        views = None
+        if cfg.task == "generative":  # full-val L1/PSNR and image grids, start and end
+            batch = cfg.data.val_batch_size or cfg.data.batch_size
+            views = GenerativeViews(setup.model, val, stage_dir, ctx.device, batch, setup.autocast)
+            if not start:
+                logbook.write(views.record(0))
+        observer = StageObserver.for_stage(
+            plan, setup.model, (train, val), stage_dir, logbook, ctx.device, setup.autocast
+        )
+        # full val metrics / pictures every N steps, on rank 0 (the one that logs)
+        setup.every = observer.hooks() if distributed.is_main() else []
+        if ctx.on_step is not None:
+            setup.every.append((1, ctx.on_step))
+        result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
+        if result.reason == "interrupted":
+            observer.close()
+            raise ckpts.interrupted(result.last_step)
+        # killed after its final checkpoint: the stage only needs judging
+        if not resume.finished(point) and distributed.is_main():
+            observer.finish(result.last_step)  # the stage-end metrics the gates compare
+            if views is not None:
+                logbook.write(views.record(result.last_step))
+    return result, observer
+
+
+def _class_weights(ctx: RunContext, plan: StagePlan) -> list[float] | None:
     """``class_weights`` resolved against the train label counts (``data_stats.json``)."""
     spec, cfg = plan.knobs.class_weights, plan.config
     if spec == "none" or cfg.task not in ("classification", "segmentation"):
         return None
+    train, _ = ctx.datasets(plan)
     counts = ctx.stats(plan).train.label_counts
     labels = [k for k in counts if k != cfg.data.ignore_index or cfg.task != "segmentation"]
     num = getattr(train, "num_classes", None) or max(labels, default=0) + 1

@@ -142,3 +142,20 @@ def test_explain_prints_causes_and_first_try(cli) -> None:
     result = cli("explain", "input_ignored")
     assert result.code == 0 and "First thing to try" in result.out
     assert cli("explain", "input_ignord").code == 2
+
+
+@pytest.mark.slow
+def test_stage_added_to_an_existing_run_keeps_the_earlier_record(
+    cli, write_config, tmp_path
+) -> None:
+    run_dir = tmp_path / "run"
+    assert cli("run", write_config(), "--to", "overfit-one", "--run-dir", run_dir).code == 0
+    result = cli("stage", "overfit-few", "--run-dir", run_dir, "--json")
+    assert result.code == 0, result.err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [(s["name"], s["status"]) for s in summary["stages"]] == [
+        ("preflight", "passed"),
+        ("overfit-one", "passed"),
+        ("overfit-few", "passed"),
+    ]
+    assert (run_dir / "overfit-few" / "verdict.json").exists()

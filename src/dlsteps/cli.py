@@ -136,7 +136,11 @@ def stage(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run one stage alone (stages that start from a checkpoint need --run-dir of a run)."""
+    """Run one stage alone: in a new run, or added to an existing run with --run-dir RUN
+    (its config and checkpoints; how a stage with init_from finds its start)."""
+    if run_dir is not None and (run_dir / "summary.json").is_file():
+        opts = RunOptions(only=[name], resume=run_dir, device=device, quiet=quiet)
+        _execute(config or run_dir / "config.yaml", set_, opts, as_json)
     opts = RunOptions(only=[name], run_dir=run_dir, device=device, quiet=quiet)
     _execute(config, set_, opts, as_json)
 

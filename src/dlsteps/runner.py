@@ -229,6 +229,11 @@ def _climb(
     signal; a stage that ended before a ``--resume`` keeps its entry and verdict."""
     run_dir, reporter = ctx.run_dir, ctx.reporter
     exit_code = EXIT_OK
+    order = [s.name for s in ladder_for(ctx.loaded.base.task)]
+    for stage in order:  # finished stages outside this selection stay in the record
+        if stage in finished and stage not in stages:
+            summary["stages"].append(finished[stage])
+            ctx.history[stage] = resume.stored_verdict(run_dir / stage, finished[stage])
     for stage in stages:
         if stage in finished:
             entry = finished[stage]
@@ -249,6 +254,7 @@ def _climb(
             )
             if not opts.keep_going:
                 break
+    summary["stages"].sort(key=lambda entry: order.index(entry["name"]))
     ran = [s["status"] for s in summary["stages"]]
     summary["status"] = "failed" if "failed" in ran else "pruned" if "pruned" in ran else "passed"
     _write_summary(run_dir, summary)

@@ -446,13 +446,19 @@ def _apply_set(raw: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment!r}: the value is not valid YAML") from exc
-    parts = key.strip().split(".")
+    set_dotted(raw, key.strip(), value, "--set")
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Write ``value`` at dotted ``key`` (``a.b.c``) into ``raw`` in place, creating
+    mappings on the way; ``source`` (``--set``, ``ablate``) names who asked in errors."""
+    parts = key.split(".")
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             dotted = ".".join(parts[: i + 1])
-            raise ConfigError(f"--set {key}: '{dotted}' is {child!r}, not a mapping")
+            raise ConfigError(f"{source} {key}: '{dotted}' is {child!r}, not a mapping")
         node = child
     node[parts[-1]] = value
 

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 import yaml
 
-from dlsteps.config import LoadedConfig, build_config
+from dlsteps.config import LoadedConfig, build_config, set_dotted
 from dlsteps.errors import ConfigError
 
 Params = dict[str, Any]
@@ -94,15 +94,7 @@ def variant_raw(raw: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, 
     out = copy.deepcopy(dict(raw))
     out.pop("ablate", None)  # a trial is an ordinary run
     for key, value in params.items():
-        node = out
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                dotted = ".".join(parts[: i + 1])
-                raise ConfigError(f"ablate key {key}: '{dotted}' is {child!r}, not a mapping")
-            node = child
-        node[parts[-1]] = value
+        set_dotted(out, key, value, "ablate key")
     return out
 
 

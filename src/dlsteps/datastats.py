@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dlsteps.atomic import write_json
 from dlsteps.errors import DataError
+from dlsteps.faults import NamedItems
 
 STATS_FILE = "data_stats.json"
 MAX_ITEMS = 50_000  # per split; beyond it a seeded random subset is read
@@ -119,7 +120,10 @@ def _split_stats(
     else:
         indices = list(range(size))
     loader = DataLoader(
-        _Indexed(ds, indices), batch_size=64, num_workers=num_workers, collate_fn=_as_list
+        _Indexed(NamedItems(ds, name), indices),
+        batch_size=64,
+        num_workers=num_workers,
+        collate_fn=_as_list,
     )
     stats = SplitStats(size=size, read=len(indices))
     counts: dict[int, int] = {}
@@ -161,7 +165,9 @@ def _split_stats(
 
 
 class _Indexed(Dataset):
-    def __init__(self, ds: Dataset, indices: list[int]) -> None:
+    """Items of ``ds`` at ``indices``, each with its index (user errors name it)."""
+
+    def __init__(self, ds: NamedItems, indices: list[int]) -> None:
         self.ds, self.indices = ds, indices
 
     def __len__(self) -> int:
@@ -169,15 +175,7 @@ class _Indexed(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, Any]:
         index = self.indices[i]
-        try:
-            item = self.ds[index]
-        except Exception as exc:
-            raise DataError(f"reading item {index} raised {type(exc).__name__}: {exc}") from exc
-        if not (isinstance(item, tuple | list) and len(item) == 2):
-            raise DataError(
-                f"item {index} must be an (input, target) pair, got {type(item).__name__}"
-            )
-        return index, item
+        return index, self.ds[index]
 
 
 def _digest(x: torch.Tensor) -> str:

@@ -22,6 +22,7 @@ from dlsteps.config import Config
 from dlsteps.datastats import DataStats
 from dlsteps.diagnoses import Diagnosis, hint
 from dlsteps.errors import DataError, ModelError
+from dlsteps.faults import NamedItems
 from dlsteps.gates import Verdict, softmax_floor
 from dlsteps.losses import expected_init_loss
 
@@ -40,17 +41,8 @@ DUPLICATE_NATURAL = 0.01  # train repeating its own inputs this often: shared in
 
 
 def read_item(ds: Dataset, index: int, split: str) -> tuple[Any, Any]:
-    try:
-        item = ds[index]
-    except Exception as exc:
-        raise DataError(
-            f"{split} item {index}: __getitem__ raised {type(exc).__name__}: {exc}"
-        ) from exc
-    if not (isinstance(item, tuple | list) and len(item) == 2):
-        raise DataError(
-            f"{split} item {index}: expected an (input, target) pair, got {type(item).__name__}"
-        )
-    return item[0], item[1]
+    x, y = NamedItems(ds, split)[index]
+    return x, y
 
 
 def probe_indices(size: int, count: int = PROBE_ITEMS) -> list[int]:

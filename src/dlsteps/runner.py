@@ -443,25 +443,27 @@ def _sources(
         "persistent_workers": cfg.data.persistent_workers,
         **distributed.shard(),
     }
-    val_batch = cfg.data.val_batch_size or cfg.data.batch_size
-    val_source = StepStream(
-        NamedItems(val, "val"),
-        distributed.per_rank_batch(val_batch, "data.val_batch_size"),
-        cfg.seed + 1,
-        **loading,
-    )
     if overfit:
         indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
         notes.append(f"train samples {indices} in one batch")
-        return FixedBatch(NamedItems(train, "train"), indices, ctx.device), val_source
-    # augmentation wraps the train set only: val stays the same for every stage
-    augmented = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
-    if knobs.augmentations:
-        notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
-    source = StepStream(
-        NamedItems(augmented, "train"),
-        distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
-        cfg.seed,
+        source: FixedBatch | StepStream = FixedBatch(
+            NamedItems(train, "train"), indices, ctx.device
+        )
+    else:  # augmentation wraps the train set only: val stays the same for every stage
+        augmented = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
+        if knobs.augmentations:
+            notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
+        source = StepStream(
+            NamedItems(augmented, "train"),
+            distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
+            cfg.seed,
+            **loading,
+        )
+    val_key = "data.val_batch_size" if cfg.data.val_batch_size else "data.batch_size"
+    val_source = StepStream(
+        NamedItems(val, "val"),
+        distributed.per_rank_batch(cfg.data.val_batch_size or cfg.data.batch_size, val_key),
+        cfg.seed + 1,
         **loading,
     )
     return source, val_source

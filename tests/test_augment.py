@@ -157,7 +157,9 @@ def test_auto_class_weights_match_a_hand_count_of_the_train_masks(tmp_path: Path
 
 
 def test_class_weights_of_the_wrong_length_exit_2(cli, write_config, tmp_path: Path) -> None:
-    cfg = write_config(stages={"augment": {"epochs": 1, "class_weights": [1.0, 2.0]}})
+    cfg = write_config(
+        stages={"augment": {"epochs": 1, "init_from": None, "class_weights": [1.0, 2.0]}}
+    )
     result = cli("stage", "augment", "-c", cfg, "--run-dir", tmp_path / "run")
     assert result.code == 2
     assert "class_weights: 2 weights given for 3 classes" in result.err

@@ -5,7 +5,7 @@ verdict as the one in summary.json.
 
 Each case is ``tests/bugzoo/<case>.yaml`` (+ ``<case>.py`` with its data/model functions),
 run through the real console entry point from inside ``tests/bugzoo`` as a user would:
-``cd tests/bugzoo && dlsteps run <case>.yaml --to full-data``.
+``cd tests/bugzoo && dlsteps run <case>.yaml``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ CONTROLS = ("control_classification", "control_segmentation", "control_regressio
 
 
 def _run(cli, case: str, run_dir: Path, *sets: str) -> tuple[int, dict]:
-    args = ["run", f"{case}.yaml", "--to", "full-data", "--run-dir", run_dir, "--quiet"]
+    # the whole ladder: a broken case stops at its first failed gate, a control climbs it all
+    args = ["run", f"{case}.yaml", "--run-dir", run_dir, "--quiet"]
     for s in sets:
         args += ["--set", s]
     result = cli(*args, cwd=ZOO)
@@ -107,6 +108,8 @@ def test_correct_pipeline_passes_every_stage(cli, tmp_path: Path, case: str, see
         "overfit-one",
         "overfit-few",
         "full-data",
+        "augment",
+        "scale-up",
     ]
     for entry in summary["stages"]:
         fails = [d for d in entry["diagnoses"] if d["severity"] == "fail"]

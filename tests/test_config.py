@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,20 @@ def test_cli_unknown_builtin_and_missing_module(cli, write_config) -> None:
 def test_cli_missing_config_file(cli, tmp_path: Path) -> None:
     result = cli("run", tmp_path / "nope.yaml")
     assert result.code == 2 and "not found" in result.err
+
+
+def test_top_stages_train_as_long_as_full_data_unless_told() -> None:
+    loaded = build_config({"stages": {"full-data": {"epochs": 7}, "scale-up": {"steps": 5}}}, "x")
+    augment = loaded.plan("augment").knobs
+    assert (augment.epochs, augment.steps, augment.init_from) == (7, None, "full-data")
+    assert augment.augmentations == "auto" and augment.gate.tolerance == 0.02
+    scale_up = loaded.plan("scale-up").knobs
+    assert (scale_up.epochs, scale_up.steps) == (None, 5)
+    assert loaded.configured("scale-up") and not loaded.configured("augment")
+
+
+def test_unconfigured_scale_up_is_skipped_with_advice(cli, write_config, tmp_path: Path) -> None:
+    result = cli("stage", "scale-up", "-c", write_config(), "--run-dir", tmp_path / "r", "--json")
+    assert result.code == 0
+    (entry,) = json.loads(result.out)["stages"]
+    assert entry["status"] == "skipped" and "stages.scale-up" in entry["notes"][0]

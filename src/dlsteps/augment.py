@@ -206,6 +206,17 @@ class Augmented(Dataset):
         return self.pipeline(image).as_subclass(torch.Tensor), y
 
 
+def resolve_entries(spec: str | Sequence[Entry], train: Dataset) -> list[Entry]:
+    """``auto`` (the augment stage's default): a flip and mild noise for image inputs,
+    nothing for others (vectors, sequences) where no geometric default is safe."""
+    if spec != "auto":
+        return list(spec)
+    x, _ = train[0]
+    if torch.as_tensor(x).ndim != 3:
+        return []
+    return normalize_entries(["hflip", "gaussian_noise"])
+
+
 def augment_train(
     train: Dataset, entries: Sequence[Entry], task: str, ignore_index: int
 ) -> Dataset:

@@ -160,10 +160,11 @@ class StageConfig(_Strict):
     val_every: PositiveInt = Field(1, description="steps between val-batch forwards")
     early_stop: bool = Field(True, description="overfit stages: stop once the gate is met")
     init_from: str | None = Field(None, description="stage whose checkpoint starts this one")
-    augmentations: list[dict[str, dict[str, Any]]] = Field(
+    augmentations: Literal["auto"] | list[dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="train-only transforms: names or {name: {args}} (see dlsteps.augment); "
-        "a {train: [...]} mapping is accepted, a val entry is refused",
+        "a {train: [...]} mapping is accepted, a val entry is refused; auto: hflip and "
+        "gaussian_noise for image inputs, none for others",
     )
     class_weights: Literal["none", "auto", "inverse", "median"] | list[PositiveFloat] = Field(
         "none",
@@ -174,9 +175,11 @@ class StageConfig(_Strict):
 
     @field_validator("augmentations", mode="before")
     @classmethod
-    def _augmentations(cls, value: Any) -> list[dict[str, dict[str, Any]]]:
+    def _augmentations(cls, value: Any) -> str | list[dict[str, dict[str, Any]]]:
         from dlsteps.augment import normalize_entries
 
+        if value == "auto":
+            return value
         if isinstance(value, dict):
             if other := [k for k in value if k != "train"]:
                 raise ValueError(
@@ -321,12 +324,17 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "overfit-one": {"samples": 1, "steps": 300},
     "overfit-few": {"samples": 10, "steps": 500, "gate": {"max_seconds": 300.0}},
     "full-data": {"epochs": 3},
+    # augment and scale-up train as long as full-data unless told otherwise, so their
+    # gates compare like with like (see _same_length_as_full_data)
+    # augment continues from full-data's weights; both top stages allow a drop of 0.02 in
+    # the primary metric, about the noise of a small val set's metric between seeds
     "augment": {
-        "epochs": 3,
-        "augmentations": ["hflip", "gaussian_noise"],
+        "init_from": "full-data",
+        "augmentations": "auto",
         "class_weights": "auto",
+        "gate": {"tolerance": 0.02},
     },
-    "scale-up": {"epochs": 3},
+    "scale-up": {"gate": {"tolerance": 0.02}},
     "adversarial": {"epochs": 3, "init_from": "full-data"},
 }
 
@@ -356,6 +364,11 @@ class LoadedConfig:
     def plan(self, stage: str) -> StagePlan:
         return self.plans[canonical_stage(stage)]
 
+    def configured(self, stage: str) -> bool:
+        """Whether the config has an overlay for ``stage``: scale-up only means something
+        once the user says what "bigger" is."""
+        return any(canonical_stage(key) == stage for key in self.raw.get("stages") or {})
+
 
 def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> LoadedConfig:
     """Read, overlay and validate; raise ``ConfigError`` naming file and key on any mistake."""
@@ -384,6 +397,10 @@ def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> 
         merged = _deep_merge({k: v for k, v in raw.items() if k != "stages"}, top)
         config = _validate(Config, merged, where, prefix=f"stages.{stage}.")
         knob_values = _deep_merge(copy.deepcopy(STAGE_DEFAULTS.get(stage, {})), knobs)
+        if stage in ("augment", "scale-up") and not {"steps", "epochs"} & set(knob_values):
+            # as long as full-data, so the gate's metric comparison is like with like
+            full = plans["full-data"].knobs
+            knob_values.update(steps=full.steps, epochs=full.epochs)
         stage_knobs = _validate(StageConfig, knob_values, where, prefix=f"stages.{stage}.")
         plans[stage] = StagePlan(stage, config, stage_knobs)
     plans["preflight"] = StagePlan("preflight", base, StageConfig())

@@ -203,7 +203,9 @@ def _hyper_parameters(plan: StagePlan) -> dict[str, Any]:
         "precision": cfg.precision,
         "steps": knobs.steps or 0,
         "epochs": knobs.epochs or 0,
-        "augmentations": ",".join(_names(knobs.augmentations)) or "none",
+        "augmentations": knobs.augmentations
+        if isinstance(knobs.augmentations, str)
+        else ",".join(_names(knobs.augmentations)) or "none",
     }
     for key, value in cfg.model.args.items():
         if isinstance(value, int | float | str | bool):

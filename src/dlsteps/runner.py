@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from dlsteps import adversarial, distributed, engine, interrupts, resume
 from dlsteps.atomic import write_json, write_text
-from dlsteps.augment import augment_train, class_weights, describe
+from dlsteps.augment import augment_train, class_weights, describe, resolve_entries
 from dlsteps.checkpoint import Trainables, config_hash
 from dlsteps.components import build_datasets, build_model
 from dlsteps.config import GateConfig, LoadedConfig, StagePlan, resolved_dict
@@ -30,7 +30,7 @@ from dlsteps.data.loading import FixedBatch, StepStream, pick_samples
 from dlsteps.datastats import DataStats, data_stats
 from dlsteps.errors import EXIT_GATE_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UserError
 from dlsteps.faults import FirstStepGuard, NamedItems, as_user_error
-from dlsteps.gates import GATES, Verdict, judge, overfit_reached
+from dlsteps.gates import Verdict, judge, overfit_reached
 from dlsteps.image_quality import GenerativeViews
 from dlsteps.logbook import Logbook, Row, read_curves
 from dlsteps.losses import make_loss
@@ -326,9 +326,13 @@ def _run_stage(ctx: RunContext, stage: str) -> tuple[Verdict, list[str]]:
     elif stage == "adversarial" and (refused := adversarial.refusal(ctx.history, ctx.run_dir)):
         ctx.reporter.message(f"[bold]▶ {stage}[/bold]: refused, the L1 stages must pass first")
         verdict, notes = refused, []
-    elif stage not in GATES:
-        ctx.reporter.message(f"[dim]▶ {stage}: not available yet, skipped[/dim]")
-        verdict, notes = Verdict("skipped"), [f"the {stage} stage is not implemented yet"]
+    elif stage == "scale-up" and not ctx.loaded.configured(stage):
+        note = (
+            "not configured: set stages.scale-up (a bigger model, dropout/batchnorm/LR decay "
+            "back on, precision bf16 on a GPU) to run it"
+        )
+        ctx.reporter.message(f"[dim]▶ {stage}: skipped, {note}[/dim]")
+        verdict, notes = Verdict("skipped"), [note]
     else:
         verdict, notes = _train_stage(ctx, plan, stage_dir)
     write_json(
@@ -450,9 +454,12 @@ def _sources(
             NamedItems(train, "train"), indices, ctx.device
         )
     else:  # augmentation wraps the train set only: val stays the same for every stage
-        augmented = augment_train(train, knobs.augmentations, cfg.task, cfg.data.ignore_index)
-        if knobs.augmentations:
-            notes.append(f"train-only augmentation: {describe(knobs.augmentations)}")
+        entries = resolve_entries(knobs.augmentations, train)
+        augmented = augment_train(train, entries, cfg.task, cfg.data.ignore_index)
+        if entries:
+            notes.append(f"train-only augmentation: {describe(entries)}")
+        elif knobs.augmentations == "auto":
+            notes.append("no default augmentation for non-image inputs; set augmentations")
         source = StepStream(
             NamedItems(augmented, "train"),
             distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),

@@ -128,9 +128,8 @@ class FitResult:
     last_step: int
     reason: str  # completed | early_stop | nan_loss | time_budget | stopped | interrupted
     seconds: float
-    nan_step: int | None = None
-    message: str = ""
-    train_tail: list[float] = field(default_factory=list)
+    nan_step: int | None = None  # the first non-finite train loss (reason "nan_loss")
+    message: str = ""  # why on_progress stopped the fit (reason "stopped")
 
 
 class _Pending:

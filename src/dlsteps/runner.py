@@ -70,14 +70,13 @@ class RunContext:
     run_dir: Path
     device: torch.device
     reporter: Reporter
+    options: RunOptions = field(default_factory=RunOptions)  # the caller's hooks among them
     history: dict[str, Verdict] = field(default_factory=dict)
     _datasets: dict[str, tuple[Dataset, Dataset]] = field(default_factory=dict)
     _stats: dict[str, DataStats] = field(default_factory=dict)
     config_hash: str = ""  # checkpoint.config_hash of the resolved config
     resuming: bool = False  # stages continue from their checkpoints (``--resume``)
     should_stop: Callable[[], bool] | None = None  # raised by SIGINT/SIGTERM
-    on_progress: Callable[[engine.Progress], str | None] | None = None  # RunOptions'
-    on_step: Callable[[int], None] | None = None  # RunOptions'
 
     def datasets(self, plan: StagePlan) -> tuple[Dataset, Dataset]:
         key = _data_key(plan)
@@ -193,10 +192,14 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     reporter = Reporter(quiet=opts.quiet or not distributed.is_main())
     reporter.every = loaded.base.log.progress_every
     ctx = RunContext(
-        loaded, run_dir, device, reporter, config_hash=digest, resuming=previous is not None
+        loaded,
+        run_dir,
+        device,
+        reporter,
+        options=opts,
+        config_hash=digest,
+        resuming=previous is not None,
     )
-    ctx.on_progress = opts.on_progress
-    ctx.on_step = opts.on_step
     summary: dict[str, Any] = {
         "status": "running",
         "config": loaded.source or "<built-in default>",
@@ -405,7 +408,7 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
         max_seconds=gate.max_seconds,
         stop_check=stop_check,
         stop_window=gate.window,
-        on_progress=_progress_hook(ctx.reporter, ckpts.at_flush, ctx.on_progress),
+        on_progress=_progress_hook(ctx.reporter, ckpts.at_flush, ctx.options.on_progress),
         on_checkpoint=ckpts.save,
         checkpoint_every=cfg.log.checkpoint_every,
         should_stop=ctx.should_stop,
@@ -554,8 +557,8 @@ def _fit_logged(
         )
         # full val metrics / pictures every N steps, on rank 0 (the one that logs)
         setup.every = observer.hooks() if distributed.is_main() else []
-        if ctx.on_step is not None:
-            setup.every.append((1, ctx.on_step))
+        if ctx.options.on_step is not None:
+            setup.every.append((1, ctx.options.on_step))
         result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
         if result.reason == "interrupted":
             observer.close()

@@ -28,6 +28,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlsteps import checkpoint, resume
 from dlsteps.checkpoint import Trainables
 from dlsteps.config import load_config
+from dlsteps.errors import UserError
 from dlsteps.logbook import Logbook, Row, truncate
 from dlsteps.runner import RunOptions, run_ladder
 
@@ -267,3 +268,16 @@ def test_resumed_early_stop_check_sees_the_losses_logged_before_the_checkpoint(
     assert check is not None
     assert check(deque([0.1], maxlen=window))
     assert seen[-1] == [2.0, 0.1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_a_damaged_or_foreign_checkpoint_is_a_user_error_naming_the_key(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    path = tmp_path / "checkpoint.pt"
+    if content is None:
+        torch.save({"model": {}}, path)  # a plain state dict, not a dlsteps checkpoint
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=r"^init_from: .*checkpoint"):
+        checkpoint.read(path, "init_from")

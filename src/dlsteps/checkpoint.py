@@ -95,16 +95,23 @@ def save(path: Path, state: dict[str, Any]) -> None:
     save_torch(path, state)
 
 
-def load(path: Path, expected_hash: str) -> dict[str, Any]:
-    """Read a checkpoint written by ``save``; a foreign or damaged file is a ``UserError``."""
+def read(path: Path, key: str) -> dict[str, Any]:
+    """A checkpoint written by ``save`` (``weights_only``); a foreign or damaged file is a
+    ``UserError`` naming ``key``, the option or config key that pointed at it."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(
-            f"--resume: cannot read the checkpoint {path} ({type(exc).__name__}: {exc})"
+            f"{key}: cannot read the checkpoint {path} ({type(exc).__name__}: {exc})"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"--resume: {path} is not a resumable dlsteps checkpoint")
+        raise UserError(f"{key}: {path} is not a resumable dlsteps checkpoint")
+    return state
+
+
+def load(path: Path, expected_hash: str) -> dict[str, Any]:
+    """Read a checkpoint to resume from: it must come from this very config."""
+    state = read(path, "--resume")
     if state["config_hash"] != expected_hash:
         raise UserError(
             f"--resume: {path} was written with another config (hash {state['config_hash']}, "

@@ -141,8 +141,9 @@ def stage(
     if run_dir is not None and (run_dir / "summary.json").is_file():
         opts = RunOptions(only=[name], resume=run_dir, device=device, quiet=quiet)
         _execute(config or run_dir / "config.yaml", set_, opts, as_json)
-    opts = RunOptions(only=[name], run_dir=run_dir, device=device, quiet=quiet)
-    _execute(config, set_, opts, as_json)
+    else:
+        opts = RunOptions(only=[name], run_dir=run_dir, device=device, quiet=quiet)
+        _execute(config, set_, opts, as_json)
 
 
 @app.command()

@@ -221,8 +221,7 @@ def agreed_stop(
 def _exit_code(codes: dict[int, int]) -> int:
     """Rank 0's own exit code; when torchrun killed rank 0 because another rank failed
     first, that rank's code; a process killed by a signal counts as interrupted."""
-    answers = [codes[0]] if codes.get(0, -1) > 0 else []
-    answers += [c for _, c in sorted(codes.items()) if c > 0]
+    answers = [c for _, c in sorted(codes.items()) if c > 0]  # rank 0 first
     if answers:
         return answers[0]
     signals = [-c for c in codes.values()]

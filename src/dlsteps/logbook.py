@@ -117,10 +117,13 @@ def truncate(stage_dir: Path, last_step: int) -> int:
 
 def discard(stage_dir: Path) -> None:
     """Remove a stage's logbook (JSONL and event files): a stage restarted from step 0
-    after a crash before its first checkpoint logs every value again."""
+    after a crash before its first checkpoint logs every value again. Only rank 0 owns
+    the files: another rank deleting them could remove what rank 0 has just begun."""
+    if not is_main():
+        return
     (stage_dir / SCALARS).unlink(missing_ok=True)
     for events in stage_dir.glob(EVENTS_GLOB):
-        events.unlink(missing_ok=True)  # several ranks may clear the same directory
+        events.unlink(missing_ok=True)
 
 
 def _jsonable(value: float) -> float | str:

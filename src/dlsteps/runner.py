@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
-from dlsteps import adversarial, distributed, engine, interrupts, resume
+from dlsteps import adversarial, checkpoint, distributed, engine, interrupts, resume
 from dlsteps.atomic import write_json, write_text
 from dlsteps.augment import augment_train, class_weights, describe, resolve_entries
 from dlsteps.checkpoint import Trainables, config_hash
@@ -41,7 +41,6 @@ from dlsteps.report import write_report
 from dlsteps.stages import OVERFIT_STAGES, canonical_stage, ladder_for
 
 SUMMARY = "summary.json"
-CHECKPOINT = "checkpoint.pt"
 VERDICT = "verdict.json"
 
 
@@ -367,7 +366,7 @@ def _train_stage(ctx: RunContext, plan: StagePlan, stage_dir: Path) -> tuple[Ver
     overfit = stage in OVERFIT_STAGES
     notes: list[str] = _regularizers_off(model, plan) if overfit else []
     if knobs.init_from:
-        _load_weights(model, ctx.run_dir / knobs.init_from / CHECKPOINT, knobs.init_from)
+        _load_weights(model, ctx.run_dir / knobs.init_from / resume.CHECKPOINT, knobs.init_from)
         notes.append(f"weights initialised from the {knobs.init_from} checkpoint")
     source, val_source = _sources(ctx, plan, overfit, notes)
     total = knobs.steps or (knobs.epochs or 1) * source.steps_per_epoch
@@ -625,7 +624,7 @@ def _load_weights(model: nn.Module, path: Path, stage: str) -> None:
         raise UserError(
             f"init_from: no checkpoint of stage '{stage}' at {path}; run that stage first"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.read(path, "init_from")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -151,7 +151,8 @@ def test_shape_mismatches() -> None:
     assert check_shapes(torch.zeros(4, 1), torch.zeros(4), "regression")[0].code == (
         "shape_mismatch"
     )
-    assert check_shapes(torch.zeros(4, 3, 8, 8), torch.zeros(4, 8, 6).long(), "segmentation")
+    (mask,) = check_shapes(torch.zeros(4, 3, 8, 8), torch.zeros(4, 8, 6).long(), "segmentation")
+    assert mask.code == "shape_mismatch" and "mask (4, 8, 6)" in mask.message
     assert check_shapes(torch.zeros(4, 3), torch.zeros(4).long(), "classification") == []
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from dlsteps.config import GateConfig
 from dlsteps.diagnoses import Diagnosis, hint
 from dlsteps.logbook import Curve, Curves
-from dlsteps.speed import speed_figures
+from dlsteps.speed import DATA_BOUND_SHARE, speed_figures
 
 # A val batch whose outputs vary this little across inputs (relative to all variation)
 # is treated as the model ignoring its input.
@@ -45,10 +45,6 @@ class Verdict:
     status: str  # passed | failed | skipped
     diagnoses: list[Diagnosis] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return any(d.severity == "fail" for d in self.diagnoses)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Verdict:
@@ -88,15 +84,18 @@ def softmax_floor(classes: int) -> float:
 # --- rules shared by every training stage --------------------------------------------
 
 
+def first_nonfinite(curve: Curve) -> int | None:
+    """Index of the first NaN/Inf value of ``curve`` (``None`` when all are finite)."""
+    bad = np.flatnonzero(~np.isfinite(curve.values))
+    return int(bad[0]) if len(bad) else None
+
+
 def check_finite(train: Curve, val: Curve | None = None) -> Diagnosis | None:
     for name, curve in (("train", train), ("val", val)):
-        if curve is None:
+        if curve is None or (i := first_nonfinite(curve)) is None:
             continue
-        bad = np.flatnonzero(~np.isfinite(curve.values))
-        if not len(bad):
-            continue
-        step = int(curve.steps[bad[0]])
-        last_ok = curve.values[: bad[0]]
+        step = int(curve.steps[i])
+        last_ok = curve.values[:i]
         before = f" (last finite value {last_ok[-1]:.4g})" if len(last_ok) else ""
         where = (
             "training stopped there and the logs up to it are kept"
@@ -105,7 +104,7 @@ def check_finite(train: Curve, val: Curve | None = None) -> Diagnosis | None:
         )
         return Diagnosis(
             "nan_loss",
-            f"{name} loss became {curve.values[bad[0]]} at step {step}{before}; {where}. "
+            f"{name} loss became {curve.values[i]} at step {step}{before}; {where}. "
             f"{hint('nan_loss')}",
             step=step,
         )
@@ -140,12 +139,11 @@ def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
     if not len(grad):
         return None
     values = grad.values
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        step = int(grad.steps[bad[0]])
+    if (i := first_nonfinite(grad)) is not None:
+        step = int(grad.steps[i])
         return Diagnosis(
             "exploding_gradient",
-            f"gradient norm became {values[bad[0]]} at step {step}. {hint('exploding_gradient')}",
+            f"gradient norm became {values[i]} at step {step}. {hint('exploding_gradient')}",
             step=step,
         )
     if not np.any(values != 0):
@@ -292,7 +290,7 @@ def gate_overfit(
     if hit is not None and not stop:
         figures["reached_at_step"] = int(train.steps[hit])
     if stop:
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     if over_budget:
         reached = (
             f"the loss reached {gate.train_loss_below:g}"
@@ -314,7 +312,7 @@ def gate_overfit(
         ignored = check_input_ignored(spread) if stage == "overfit-few" else None
         classes = num_classes(history, train)
         found.append(ignored or loss_shape(train, gate.window, gate.train_loss_below, classes))
-    return _verdict(found, figures)
+    return verdict_of(found, figures)
 
 
 def gate_full_data(
@@ -328,7 +326,7 @@ def gate_full_data(
     if stop or not len(val):
         if not len(val) and not stop:
             found.append(Diagnosis("no_generalization", "no val loss was logged"))
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     # only full smoothing windows compete for "best": one lucky val batch is not progress
     smooth = rolling_mean(val.values, gate.val_smooth)
     full = min(gate.val_smooth, len(val)) - 1
@@ -369,21 +367,19 @@ def gate_full_data(
     found.extend(check_speed(curves, gate))
     if (over := check_overfitting(train, val, smooth, best_i)) is not None:
         found.append(over)
-    return _verdict(found, figures)
+    return verdict_of(found, figures)
 
 
 def check_speed(curves: Curves, gate: GateConfig) -> list[Diagnosis]:
-    data, compute = curves.get_curve("time/data"), curves.get_curve("time/compute")
-    n = min(len(data), len(compute))
-    if not n:
+    data = curves.get_curve("time/data")
+    if not len(data) or not len(curves.get_curve("time/compute")):
         return []
-    step_time = data.values[:n] + compute.values[:n]
-    median = float(np.median(step_time))
-    data_share = float(np.median(data.values[:n]) / max(median, 1e-12))
+    median = _median_step(curves)
+    wait = float(np.median(data.values))
+    data_share = wait / max(median, 1e-12)
     slow = median > gate.max_batch_seconds
-    wait = float(np.median(data.values[:n]))
     found = []
-    if data_share > 0.5:
+    if data_share > DATA_BOUND_SHARE:
         # a loader that wastes real time fails; sub-DATA_BOUND_SECONDS waits are only advice
         costly = slow or wait >= DATA_BOUND_SECONDS
         found.append(
@@ -446,7 +442,8 @@ def _median_step(curves: Curves) -> float:
     return float(np.median(data.values[:n] + compute.values[:n])) if n else 0.0
 
 
-def _verdict(found: list[Diagnosis], figures: dict[str, Any]) -> Verdict:
+def verdict_of(found: list[Diagnosis], figures: dict[str, Any]) -> Verdict:
+    """Failed when any finding has severity ``fail``; warnings never fail a stage."""
     status = "failed" if any(d.severity == "fail" for d in found) else "passed"
     return Verdict(status, found, figures)
 
@@ -483,12 +480,11 @@ def check_critic(curves: Curves, gate: GateConfig) -> Diagnosis | None:
         return None
     for tag in ("gan/wasserstein", "gan/critic", "gan/gp"):
         curve = curves.get_curve(tag)
-        bad = np.flatnonzero(~np.isfinite(curve.values))
-        if len(bad):
-            step = int(curve.steps[bad[0]])
+        if (i := first_nonfinite(curve)) is not None:
+            step = int(curve.steps[i])
             return Diagnosis(
                 "critic_diverging",
-                f"{tag} became {curve.values[bad[0]]} at step {step}. {hint('critic_diverging')}",
+                f"{tag} became {curve.values[i]} at step {step}. {hint('critic_diverging')}",
                 step=step,
             )
     n = min(len(w), len(dist))
@@ -539,7 +535,7 @@ def gate_adversarial(
     if len(l1) < 2 or stop:
         if not stop:
             found.append(Diagnosis("adversarial_hurts", "no start and end val L1 was logged"))
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     start, end = float(l1.values[0]), float(l1.values[-1])
     figures.update(l1_only_val_l1=start, val_l1=end, val_l1_change=end / max(start, 1e-12) - 1)
     if end > start * (1 + gate.max_l1_increase):
@@ -552,7 +548,7 @@ def gate_adversarial(
                 step=int(l1.steps[-1]),
             )
         )
-    return _verdict(found, figures)
+    return verdict_of(found, figures)
 
 
 GATES["adversarial"] = gate_adversarial
@@ -581,10 +577,10 @@ def compare_primary(
     if len(train):
         figures["final_train_loss"] = float(np.mean(train.values[-gate.window :]))
     if stop:
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     if not references:
         figures["compared_with"] = None  # no earlier metric in this run: nothing to compare
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     first = next(iter(references.values()))
     name, higher = first["name"], bool(first["higher_is_better"])
     pick = max if higher else min
@@ -593,7 +589,7 @@ def compare_primary(
     curve = curves.get_curve(f"metrics/{name}")
     if not len(curve):
         found.append(Diagnosis(code, f"no metrics/{name} was logged, nothing to compare"))
-        return _verdict(found, figures)
+        return verdict_of(found, figures)
     value = curve.last
     delta = value - ref
     figures.update(
@@ -615,7 +611,7 @@ def compare_primary(
                 step=int(curve.steps[-1]),
             )
         )
-    return _verdict(found, figures)
+    return verdict_of(found, figures)
 
 
 def _primary_of(verdict: Verdict) -> dict[str, Any] | None:

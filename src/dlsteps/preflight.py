@@ -23,7 +23,7 @@ from dlsteps.datastats import DataStats
 from dlsteps.diagnoses import Diagnosis, hint
 from dlsteps.errors import DataError, ModelError
 from dlsteps.faults import NamedItems
-from dlsteps.gates import Verdict, softmax_floor
+from dlsteps.gates import Verdict, softmax_floor, verdict_of
 from dlsteps.losses import expected_init_loss
 
 PARAMS_ADVISED = 1_000_000
@@ -474,8 +474,7 @@ def run_preflight(
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
     found += check_fancy(model, config)
-    status = "failed" if any(d.severity == "fail" for d in found) else "passed"
-    return Verdict(status, found, figures)
+    return verdict_of(found, figures)
 
 
 def _same(a: Any, b: Any) -> bool:

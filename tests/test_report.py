@@ -169,7 +169,7 @@ window.addEventListener("load", () => {
 def test_report_renders_in_headless_chromium_without_console_errors(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    html = (run_dir / "report.html").read_text()
+    html = (write_report(run_dir)[1]).read_text()  # this test's own report, not another's
     # the page plus a measuring script, allowed by nonce; the page's own policy stays on
     page = tmp_path / "check.html"
     page.write_text(

@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
 
 from dlsteps.atomic import write_text
-from dlsteps.config import LoadedConfig, StagePlan, build_config
+from dlsteps.config import LoadedConfig, StagePlan, load_config
 from dlsteps.diagnoses import CATALOG, Diagnosis
 from dlsteps.errors import ConfigError, UserError
 from dlsteps.gates import GATES, Verdict, judge, rolling_mean
 from dlsteps.logbook import Curves, read_curves
 from dlsteps.metrics import primary_metric
 from dlsteps.observe import METRICS_JSON, SAMPLES_PNG
+from dlsteps.speed import format_speed
 from dlsteps.stages import OVERFIT_STAGES
 from dlsteps.svgplot import HLine, Series, line_chart
 
@@ -116,9 +116,8 @@ def write_report(run_dir: Path) -> tuple[dict[str, Any], Path, list[str]]:
 def _load_run_config(run_dir: Path, notes: list[str]) -> LoadedConfig | None:
     path = run_dir / "config.yaml"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return build_config(raw, str(path))
-    except (OSError, yaml.YAMLError, ConfigError) as exc:
+        return load_config(path)
+    except ConfigError as exc:
         notes.append(f"recorded verdicts shown as they are: cannot read {path} ({exc})")
         return None
 
@@ -234,7 +233,8 @@ def _stage_section(view: StageView, stage_dir: Path) -> str:
     plots = _plots(view)
     if plots:
         parts.append(f"<div class='plots'>{''.join(plots)}</div>")
-    tables = [_figures(e.get("figures", {})), _speed(view), _confusion(stage_dir / METRICS_JSON)]
+    figures = e.get("figures", {})
+    tables = [_figures(figures), _speed(figures), _confusion(stage_dir / METRICS_JSON)]
     parts.append(
         "<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables if t) + "</div>"
     )
@@ -343,6 +343,8 @@ def _figures(figures: dict[str, Any]) -> str:
         return ""
     rows = []
     for key, value in figures.items():
+        if key == "speed":  # its own section, as the console words it
+            continue
         if key == "primary_metric" and isinstance(value, dict):
             better = "higher" if value.get("higher_is_better") else "lower"
             value = f"{value['name']} = {_fmt(value['value'])} ({better} is better)"
@@ -356,27 +358,12 @@ def _figures(figures: dict[str, Any]) -> str:
     return f"<h3>key figures</h3><table>{''.join(rows)}</table>"
 
 
-def _speed(view: StageView) -> str:
-    data, compute = view.curves.get_curve("time/data"), view.curves.get_curve("time/compute")
-    n = min(len(data), len(compute))
-    if not n:
+def _speed(figures: dict[str, Any]) -> str:
+    """The stage's speed report as the console prints it (``speed.format_speed``)."""
+    lines = format_speed(figures)
+    if not lines:
         return ""
-    step = data.values[:n] + compute.values[:n]
-    median = float(np.median(step))
-    rows = {
-        "median batch": f"{median * 1e3:.1f} ms",
-        "median data wait": f"{np.median(data.values[:n]) * 1e3:.1f} ms",
-        "median compute": f"{np.median(compute.values[:n]) * 1e3:.1f} ms",
-        "data share": f"{np.median(data.values[:n]) / max(median, 1e-12):.0%}",
-        "batches per second": f"{1 / max(median, 1e-12):.1f}",
-        "training seconds (data + compute)": f"{step.sum():.1f}",
-    }
-    if view.plan is not None:
-        batch = view.plan.knobs.samples if view.entry["name"] in OVERFIT_STAGES else None
-        batch = batch or view.plan.config.data.batch_size
-        rows["samples per second"] = f"{batch / max(median, 1e-12):.0f}"
-    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows.items())
-    return f"<h3>speed</h3><table>{body}</table>"
+    return "<h3>speed</h3><ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
 
 
 def _confusion(path: Path) -> str:

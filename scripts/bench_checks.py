@@ -26,13 +26,14 @@ from pathlib import Path
 
 import torch
 
-from dlsteps.components import build_datasets, build_model
 from dlsteps.config import load_config
 from dlsteps.data.loading import StepStream
-from dlsteps.datastats import data_stats
-from dlsteps.engine import grad_norm, output_spread
-from dlsteps.losses import make_loss
-from dlsteps.preflight import run_preflight
+from dlsteps.data.registry import build_datasets
+from dlsteps.data.stats import data_stats
+from dlsteps.models.registry import build_model
+from dlsteps.preflight.checks import run_preflight
+from dlsteps.tasks import make_task
+from dlsteps.train.steps import grad_norm, output_spread
 
 PREFLIGHT_BUDGET_S = 10.0
 CHECKS_BUDGET = 0.03
@@ -43,11 +44,12 @@ def bench_preflight(config_path: Path) -> float:
     device = torch.device("cpu")
     started = time.perf_counter()
     train, val = build_datasets(cfg.data.name, cfg.data.args, cfg.seed)
-    stats = data_stats(train, val, cfg.task, cfg.data.num_workers, cfg.seed, None)
+    task = make_task(cfg)
+    stats = data_stats(train, val, labels=task.counts_labels, seed=cfg.seed)
     implied = {"in_channels": getattr(train, "in_channels", None)}
     implied["num_classes"] = getattr(train, "num_classes", None)
     model = build_model(cfg.model.name, cfg.model.args, implied)
-    verdict = run_preflight(model, make_loss(cfg.task), train, val, stats, cfg, device)
+    verdict = run_preflight(model, task.loss(), train, val, stats, cfg, device, task)
     seconds = time.perf_counter() - started
     print(f"preflight on {config_path}: {seconds:.2f} s, status {verdict.status}")
     return seconds
@@ -66,7 +68,7 @@ def bench_step_checks(config_path: Path, steps: int) -> float:
     implied = {"in_channels": getattr(train, "in_channels", None)}
     implied["num_classes"] = getattr(train, "num_classes", None)
     model = build_model(cfg.model.name, cfg.model.args, implied)
-    loss_fn = make_loss(cfg.task)
+    loss_fn = make_task(cfg).loss()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     params = [p for p in model.parameters() if p.requires_grad]
     x, y = next(StepStream(train, cfg.data.batch_size, cfg.seed).batches())

@@ -44,11 +44,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from torch.utils.tensorboard import SummaryWriter
 
-from dlsteps import engine
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples
 from dlsteps.data.shapes import shapes
-from dlsteps.logbook import Logbook
+from dlsteps.logbook.book import Logbook
 from dlsteps.models.unet import tiny_unet
+from dlsteps.train import engine
+from dlsteps.train.steps import SupervisedStep
 
 LR = 3e-3
 IGNORE_INDEX = 255
@@ -167,7 +168,7 @@ def run_dlsteps(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Stamp
     autocast = work.autocast()
     setup = engine.FitSetup(
         model=model,
-        step=engine.SupervisedStep(model, optimizer, loss_fn, autocast),
+        step=SupervisedStep(model, optimizer, loss_fn, autocast),
         optimizer=optimizer,
         scheduler=None,
         loss_fn=loss_fn,
@@ -178,7 +179,7 @@ def run_dlsteps(work: Work, train: Dataset, val: Dataset, logdir: Path) -> Stamp
         autocast=autocast,
         flush_every=work.flush_every,
     )
-    with Logbook(logdir) as logbook:
+    with Logbook.files(logdir) as logbook:
         engine.fit(setup, logbook)
     return stamps
 

@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlsteps.ablate.space import grid_points, parse_grid_option
 from dlsteps.ablate.study import STUDY_FILE, open_storage
 from dlsteps.errors import ConfigError
-from dlsteps.logbook import read_curves
+from dlsteps.logbook.curves import read_curves
 
 # 32 train samples of 16x16, batch 8: 4 steps an epoch; a flush (and rung check) every 4.
 TINY: dict[str, Any] = {

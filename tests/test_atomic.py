@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlsteps import checkpoint
-from dlsteps.atomic import save_torch, write_json
 from dlsteps.errors import UserError
+from dlsteps.rundir.atomic import write_json
+from dlsteps.rundir.run import StageDir
+from dlsteps.train import checkpoint
 
 PAD = 200_000  # large enough that one write spans many syscalls
 
@@ -48,10 +49,11 @@ def test_kill_9_at_random_moments_never_leaves_a_torn_summary(tmp_path: Path) ->
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoint.pt"
-    save_torch(path, {"step": 1})
+    stage = StageDir(tmp_path, writes=True)
+    path = stage.checkpoint
+    checkpoint.save(stage, {"step": 1})
     with pytest.raises(Exception, match="pickle"):
-        save_torch(path, {"step": 2, "fn": lambda: None})  # cannot be pickled
+        checkpoint.save(stage, {"step": 2, "fn": lambda: None})  # cannot be pickled
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlsteps.augment import augment_train, class_weights
 from dlsteps.config import load_config
+from dlsteps.data.augment import augment_train, class_weights
 from dlsteps.data.shapes import shapes
+from dlsteps.data.stats import data_stats
 from dlsteps.data.tensors import TensorPairs
-from dlsteps.datastats import data_stats
-from dlsteps.logbook import read_curves
+from dlsteps.logbook.curves import read_curves
 
 IGNORE = 255
 
@@ -53,7 +53,7 @@ GEOMETRIC = [
 @pytest.mark.parametrize("entry", GEOMETRIC, ids=lambda e: next(iter(e)))
 def test_image_and_mask_stay_aligned_under_every_geometric_augmentation(entry) -> None:
     data = _mask_as_image()
-    augmented = augment_train(data, [entry], "segmentation", IGNORE)
+    augmented = augment_train(data, [entry], mask=True, ignore_index=IGNORE)
     torch.manual_seed(0)
     moved = 0
     for i in range(len(data)):
@@ -70,12 +70,12 @@ def test_image_and_mask_stay_aligned_under_every_geometric_augmentation(entry) -
 
 def test_flips_are_exact_and_rotations_fill_the_mask_with_ignore_index() -> None:
     data = _mask_as_image(n=2)
-    image, mask = augment_train(data, [{"hflip": {"p": 1.0}}], "segmentation", IGNORE)[1]
+    image, mask = augment_train(data, [{"hflip": {"p": 1.0}}], mask=True, ignore_index=IGNORE)[1]
     assert torch.equal(mask, data.targets[1].flip(-1))
     torch.manual_seed(0)
-    image, mask = augment_train(data, [{"rotate": {"degrees": [40, 40]}}], "segmentation", IGNORE)[
-        0
-    ]
+    image, mask = augment_train(
+        data, [{"rotate": {"degrees": [40, 40]}}], mask=True, ignore_index=IGNORE
+    )[0]
     corners = mask[[0, 0, -1, -1], [0, -1, 0, -1]]
     assert torch.all(corners == IGNORE)  # rotated in from outside: excluded from the loss
     assert torch.all(image[:, 0, 0] == 0.0)
@@ -87,7 +87,7 @@ def test_photometric_augmentations_change_the_image_never_the_mask() -> None:
         {"color_jitter": {"brightness": 0.5, "contrast": 0.5, "value_range": [-1, 1]}},
         {"gaussian_noise": {"sigma": 0.2}},
     ]
-    augmented = augment_train(train, entries, "segmentation", IGNORE)
+    augmented = augment_train(train, entries, mask=True, ignore_index=IGNORE)
     torch.manual_seed(0)
     image, mask = augmented[2]
     x, y = train[2]
@@ -99,7 +99,7 @@ def test_photometric_augmentations_change_the_image_never_the_mask() -> None:
 def test_classification_augments_the_input_and_keeps_the_label() -> None:
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     data = TensorPairs(x, torch.tensor([7]), 10)
-    image, label = augment_train(data, [{"hflip": {"p": 1.0}}], "classification", IGNORE)[0]
+    image, label = augment_train(data, [{"hflip": {"p": 1.0}}], mask=False, ignore_index=IGNORE)[0]
     assert torch.equal(image, x[0].flip(-1))
     assert int(label) == 7
 
@@ -146,7 +146,7 @@ def test_class_weights_follow_the_formulas_on_hand_made_counts() -> None:
 
 def test_auto_class_weights_match_a_hand_count_of_the_train_masks(tmp_path: Path) -> None:
     train, val = shapes(num_train=40, num_val=8, size=16, num_classes=4, seed=5)
-    stats = data_stats(train, val, "segmentation", 0, 0, tmp_path)
+    stats = data_stats(train, val, labels=True, cache=tmp_path / "data_stats.json")
     cached = json.loads((tmp_path / "data_stats.json").read_text())["train"]["label_counts"]
     assert {int(k): v for k, v in cached.items()} == stats.train.label_counts
     counts = np.bincount(train.targets.numpy().ravel(), minlength=4)

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from dlsteps.config import load_config
-from dlsteps.diagnoses import CATALOG
-from dlsteps.gates import GATES, Verdict, judge
-from dlsteps.logbook import read_curves
+from dlsteps.judge.diagnoses import CATALOG
+from dlsteps.judge.verdict import Verdict
+from dlsteps.ladder.stages import STAGES, judge_stage
+from dlsteps.logbook.curves import read_curves
 
 ZOO = Path(__file__).parent / "bugzoo"
 
@@ -58,13 +59,13 @@ def _run(cli, case: str, run_dir: Path, *sets: str) -> tuple[int, dict]:
 
 
 def _assert_rejudged_identically(case: str, run_dir: Path, summary: dict, *sets: str) -> None:
-    """gates.judge on the logbook (+ the earlier verdicts) == what the run recorded."""
+    """judge_stage on the logbook (+ the earlier verdicts) == what the run recorded."""
     plans = load_config(ZOO / f"{case}.yaml", list(sets)).plans
     history: dict[str, Verdict] = {}
     for entry in summary["stages"]:
         recorded = Verdict.from_json(entry)
-        if entry["name"] in GATES:
-            again = judge(
+        if STAGES[entry["name"]].gate is not None:
+            again = judge_stage(
                 entry["name"],
                 read_curves(run_dir / entry["name"]),
                 plans[entry["name"]].knobs.gate,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dlsteps.logbook import read_curves
+from dlsteps.logbook.curves import read_curves
 
 # Two processes split every global batch of 8 into 4 + 4. Gradients are averaged by DDP
 # and logged losses over ranks: the same numbers as one process up to float summation
@@ -110,7 +110,7 @@ def test_a_global_batch_that_does_not_split_evenly_exits_2_once(tmp_path) -> Non
 
 
 def test_the_launcher_returns_rank_0s_code_even_when_torchrun_stopped_it() -> None:
-    from dlsteps.distributed import _exit_code
+    from dlsteps.train.distributed import _exit_code
 
     assert _exit_code({0: 1, 1: -15}) == 1  # rank 0 failed its gate; torchrun stopped rank 1
     assert _exit_code({0: -15, 1: 2}) == 2  # rank 1 failed alone first; rank 0 was stopped

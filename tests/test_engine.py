@@ -10,11 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from dlsteps import engine
 from dlsteps.data.loading import StepStream
 from dlsteps.data.shapes import shapes
-from dlsteps.logbook import Curves, Logbook, read_curves
+from dlsteps.logbook.book import Logbook
+from dlsteps.logbook.curves import Curves, read_curves
 from dlsteps.models.unet import tiny_unet
+from dlsteps.train import engine, steps
+from dlsteps.train.callbacks import Periodic
 
 STEPS = 30
 PER_STEP = ("train/loss", "grad/norm", "lr", "val/loss", "diag/output_spread")
@@ -38,7 +40,7 @@ def _fit(
     autocast = engine.make_autocast(torch.device("cpu"), "32")
     setup = engine.FitSetup(
         model=model,
-        step=engine.SupervisedStep(model, optimizer, loss_fn, autocast),
+        step=steps.SupervisedStep(model, optimizer, loss_fn, autocast),
         optimizer=optimizer,
         scheduler=None,
         loss_fn=loss_fn,
@@ -48,9 +50,9 @@ def _fit(
         device=torch.device("cpu"),
         autocast=autocast,
         flush_every=flush_every,
-        every=every or [],
+        callbacks=[Periodic(n, fn) for n, fn in every or []],
     )
-    with Logbook(stage_dir) as logbook:
+    with Logbook.files(stage_dir) as logbook:
         return engine.fit(setup, logbook)
 
 
@@ -121,6 +123,6 @@ def test_output_spread_matches_its_definition() -> None:
     gen = torch.Generator().manual_seed(0)
     out = torch.randn(16, 4, 8, 8, generator=gen) + torch.randn(4, 8, 8, generator=gen)
     expected = out.std(dim=0).mean() / out.std()
-    assert engine.output_spread(out).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert steps.output_spread(out).item() == pytest.approx(expected.item(), rel=1e-5)
     same = torch.randn(4, 8, 8, generator=gen).expand(16, 4, 8, 8)
-    assert engine.output_spread(same).item() == pytest.approx(0.0, abs=1e-6)
+    assert steps.output_spread(same).item() == pytest.approx(0.0, abs=1e-6)

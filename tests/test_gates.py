@@ -9,20 +9,20 @@ import math
 import numpy as np
 import pytest
 
-from dlsteps.config import GateConfig
-from dlsteps.diagnoses import Diagnosis
-from dlsteps.gates import (
-    Verdict,
+from dlsteps.judge.diagnoses import Diagnosis
+from dlsteps.judge.rules import (
     check_diverging,
     check_finite,
     check_gradients,
-    judge,
     noise_level,
     softmax_floor,
 )
-from dlsteps.logbook import Curve, Curves
+from dlsteps.judge.schemas import FullDataGate, OverfitGate
+from dlsteps.judge.verdict import Verdict
+from dlsteps.ladder.stages import judge_stage as judge
+from dlsteps.logbook.curves import Curve, Curves
 
-GATE = GateConfig()
+OVERFIT, FULL = OverfitGate(), FullDataGate()
 
 
 def curve(values, start: int = 1) -> Curve:
@@ -57,14 +57,14 @@ def decaying(n: int, start: float, end: float, noise: float = 0.0) -> np.ndarray
 
 
 def test_overfit_passes_when_the_loss_reaches_the_threshold() -> None:
-    v = judge("overfit-one", curves(train__loss=decaying(80, 1.4, 1e-3)), GATE)
+    v = judge("overfit-one", curves(train__loss=decaying(80, 1.4, 1e-3)), OVERFIT)
     assert v.status == "passed" and not v.diagnoses
     assert v.figures["reached_at_step"] <= 80
 
 
 def test_nan_is_reported_with_its_step() -> None:
     loss = [*decaying(6, 1.4, 1.0), float("nan")]
-    v = judge("overfit-one", curves(train__loss=loss), GATE)
+    v = judge("overfit-one", curves(train__loss=loss), OVERFIT)
     assert codes(v) == ["nan_loss"] and v.diagnoses[0].step == 7
     assert "step 7" in v.diagnoses[0].message
     assert check_finite(curve(decaying(5, 1, 0.5))) is None
@@ -72,7 +72,7 @@ def test_nan_is_reported_with_its_step() -> None:
 
 def test_a_climb_before_the_overflow_is_named_first() -> None:
     loss = [*np.geomspace(1.0, 1e30, 20), float("inf")]
-    v = judge("overfit-one", curves(train__loss=loss), GATE)
+    v = judge("overfit-one", curves(train__loss=loss), OVERFIT)
     assert codes(v) == ["diverging", "nan_loss"]
 
 
@@ -89,7 +89,7 @@ def test_diverging_needs_a_rise_far_above_the_start() -> None:
 def test_flat_loss_is_not_decreasing_and_names_the_uniform_prediction() -> None:
     loss = np.full(150, math.log(4)) + 0.001 * normal(150)
     pre = {"preflight": Verdict("passed", [], {"expected_init_loss": math.log(4)})}
-    v = judge("overfit-one", curves(train__loss=loss), GATE, pre)
+    v = judge("overfit-one", curves(train__loss=loss), OVERFIT, pre)
     assert codes(v) == ["loss_not_decreasing"]
     assert "ln 4" in v.diagnoses[0].message
 
@@ -98,31 +98,31 @@ def test_plateau_at_the_softmax_floor_says_softmax() -> None:
     floor = softmax_floor(4)  # ln(e + 3) - 1
     assert floor == pytest.approx(0.7437, abs=1e-4)
     loss = np.r_[math.log(4), decaying(149, 1.3, floor * 1.001)]
-    v = judge("overfit-one", curves(train__loss=loss), GATE)  # C guessed from ln 4 at start
+    v = judge("overfit-one", curves(train__loss=loss), OVERFIT)  # C guessed from ln 4 at start
     assert codes(v) == ["loss_plateau"]
     assert "softmax" in v.diagnoses[0].message and "0.7437" in v.diagnoses[0].message
     # a plateau elsewhere gets the generic message
-    other = judge("overfit-one", curves(train__loss=np.r_[1.386, decaying(149, 1.3, 0.3)]), GATE)
+    other = judge("overfit-one", curves(train__loss=np.r_[1.386, decaying(149, 1.3, 0.3)]), OVERFIT)
     assert codes(other) == ["loss_plateau"] and "softmax" not in other.diagnoses[0].message
 
 
 def test_huge_losses_get_a_scaling_hint() -> None:
-    v = judge("overfit-one", curves(train__loss=np.full(100, 1.7e8)), GATE)
+    v = judge("overfit-one", curves(train__loss=np.full(100, 1.7e8)), OVERFIT)
     assert codes(v) == ["loss_not_decreasing"] and "standardise" in v.diagnoses[0].message
 
 
 def test_input_ignored_only_where_the_output_must_depend_on_the_input() -> None:
     loss = decaying(200, 2.3, 0.9)  # stalls at the batch's label entropy
     flat = dict(train__loss=loss, diag__output_spread=np.full(200, 1e-4))
-    assert codes(judge("overfit-few", curves(**flat), GATE)) == ["input_ignored"]
+    assert codes(judge("overfit-few", curves(**flat), OVERFIT)) == ["input_ignored"]
     # overfit-one may ignore its input: there it is just a plateau
-    assert codes(judge("overfit-one", curves(**flat), GATE)) == ["loss_plateau"]
+    assert codes(judge("overfit-one", curves(**flat), OVERFIT)) == ["loss_plateau"]
     varied = dict(train__loss=loss, diag__output_spread=np.full(200, 0.4))
-    assert codes(judge("overfit-few", curves(**varied), GATE)) == ["loss_plateau"]
+    assert codes(judge("overfit-few", curves(**varied), OVERFIT)) == ["loss_plateau"]
 
 
 def test_stage_over_its_time_budget_is_slow() -> None:
-    gate = GateConfig(max_seconds=1.0)
+    gate = OverfitGate(max_seconds=1.0)
     c = curves(train__loss=decaying(50, 1.4, 0.5), time__compute=np.full(50, 0.1))
     v = judge("overfit-few", c, gate)
     assert codes(v)[0] == "slow_batch" and "budget" in v.diagnoses[0].message
@@ -146,7 +146,7 @@ def test_gradient_rules(grad, improved, code) -> None:
 
 def test_zero_gradient_stage_fails_with_no_gradient() -> None:
     c = curves(train__loss=np.full(100, 1.386), grad__norm=np.zeros(100))
-    assert codes(judge("overfit-one", c, GATE))[0] == "no_gradient"
+    assert codes(judge("overfit-one", c, OVERFIT))[0] == "no_gradient"
 
 
 # --- full-data ------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def full(val, baseline: float | None = 1.0, n: int | None = None, **tags) -> Cur
 
 
 def test_full_data_passes_when_val_improves_below_the_baseline() -> None:
-    v = judge("full-data", full(decaying(100, 1.4, 0.4, noise=0.05)), GATE)
+    v = judge("full-data", full(decaying(100, 1.4, 0.4, noise=0.05)), FULL)
     assert v.status == "passed" and not codes(v, "fail")
     assert v.figures["best_val_loss"] < v.figures["baseline_val_loss"]
 
@@ -167,14 +167,14 @@ def test_full_data_passes_when_val_improves_below_the_baseline() -> None:
 def test_val_stuck_at_the_baseline_is_worse_than_baseline() -> None:
     val = 1.0 + 0.05 * normal(100)  # noise dips below 1.0 now and then
     val[:3] = 1.0
-    v = judge("full-data", full(val, baseline=1.0), GATE)
+    v = judge("full-data", full(val, baseline=1.0), FULL)
     assert codes(v) == ["worse_than_baseline", "no_generalization"]
     assert "margin" in v.diagnoses[0].message
 
 
 def test_no_generalization_without_a_baseline() -> None:
     val = np.linspace(1.0, 1.3, 100)  # memorising: val only rises
-    v = judge("full-data", full(val, baseline=None), GATE)
+    v = judge("full-data", full(val, baseline=None), FULL)
     assert codes(v) == ["no_generalization"]
 
 
@@ -187,20 +187,20 @@ def test_noise_level_measures_point_noise_not_trend() -> None:
 
 def test_full_data_input_ignored_is_named_first() -> None:
     val = np.full(60, 1.0)
-    v = judge("full-data", full(val, diag__output_spread=np.full(60, 1e-5)), GATE)
+    v = judge("full-data", full(val, diag__output_spread=np.full(60, 1e-5)), FULL)
     assert codes(v)[0] == "input_ignored"
 
 
 def test_data_bound_warns_when_fast_and_fails_when_slow() -> None:
     val = decaying(40, 1.4, 0.4)
-    fast = judge("full-data", full(val, time__data=np.full(40, 0.02)), GATE)
+    fast = judge("full-data", full(val, time__data=np.full(40, 0.02)), FULL)
     assert fast.status == "passed" and codes(fast, "warn") == ["data_bound"]
-    gate = GateConfig(max_batch_seconds=0.02)
+    gate = FullDataGate(max_batch_seconds=0.02)
     slow = judge("full-data", full(val, time__data=np.full(40, 0.03)), gate)
     assert codes(slow) == ["data_bound", "slow_batch"]
     assert "ms" in slow.diagnoses[0].message
     # a wait that costs real time fails even within max_batch_seconds
-    costly = judge("full-data", full(val, time__data=np.full(40, 0.08)), GATE)
+    costly = judge("full-data", full(val, time__data=np.full(40, 0.08)), FULL)
     assert codes(costly) == ["data_bound"]
 
 
@@ -208,14 +208,14 @@ def test_overfitting_is_a_warning_with_advice() -> None:
     val = np.r_[decaying(50, 1.4, 0.5), np.linspace(0.5, 0.9, 50)]
     n = 100
     c = curves(n, train__loss=decaying(n, 1.4, 0.01), val__loss=val, baseline__val_loss=[1.2])
-    v = judge("full-data", c, GATE)
+    v = judge("full-data", c, FULL)
     assert v.status == "passed" and codes(v, "warn") == ["overfitting"]
     assert "augment" in v.diagnoses[0].message
 
 
 def test_nan_val_loss_is_reported() -> None:
     val = [*decaying(10, 1.4, 1.0), float("nan"), 1.0]
-    v = judge("full-data", full(val), GATE)
+    v = judge("full-data", full(val), FULL)
     assert codes(v) == ["nan_loss"] and "val loss" in v.diagnoses[0].message
 
 

@@ -18,16 +18,20 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from dlsteps.adversarial import AdversarialStep, gradient_penalty
-from dlsteps.config import GateConfig, load_config
+from dlsteps.config import build_config, load_config
 from dlsteps.data.loading import StepStream
 from dlsteps.data.pix2pix import shapes_pix2pix
-from dlsteps.datastats import data_stats
-from dlsteps.engine import FitSetup, fit
-from dlsteps.gates import judge
-from dlsteps.image_quality import GenerativeViews
-from dlsteps.logbook import Curve, Curves, Logbook, read_curves
+from dlsteps.data.stats import data_stats
+from dlsteps.judge.schemas import AdversarialGate
+from dlsteps.ladder.stages import judge_stage as judge
+from dlsteps.logbook.book import Logbook
+from dlsteps.logbook.curves import Curve, Curves, read_curves
 from dlsteps.models.gan import conv_critic, pix2pix_unet
+from dlsteps.observe.observer import StageObserver
+from dlsteps.rundir.run import StageDir
+from dlsteps.tasks import task_class
+from dlsteps.train.adversarial import AdversarialStep, gradient_penalty
+from dlsteps.train.engine import FitSetup, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +128,7 @@ def _codes(verdict: Any) -> list[str]:
 
 
 def test_adversarial_gate_passes_a_healthy_critic() -> None:
-    verdict = judge("adversarial", _curves(np.full(40, 4.0)), GateConfig())
+    verdict = judge("adversarial", _curves(np.full(40, 4.0)), AdversarialGate())
     assert verdict.status == "passed", verdict.diagnoses
     assert verdict.figures["val_l1"] == pytest.approx(0.051)
     assert verdict.figures["l1_only_val_l1"] == pytest.approx(0.05)
@@ -140,13 +144,13 @@ def test_adversarial_gate_passes_a_healthy_critic() -> None:
     ],
 )
 def test_adversarial_gate_names_a_broken_critic(wasserstein: np.ndarray, code: str) -> None:
-    assert _codes(judge("adversarial", _curves(wasserstein), GateConfig()))[0] == code
+    assert _codes(judge("adversarial", _curves(wasserstein), AdversarialGate()))[0] == code
 
 
 def test_adversarial_gate_fails_when_val_l1_degrades_beyond_tolerance() -> None:
     worse = _curves(np.full(40, 4.0), l1=(0.05, 0.07))
-    assert _codes(judge("adversarial", worse, GateConfig())) == ["adversarial_hurts"]
-    lenient = GateConfig(max_l1_increase=0.5)
+    assert _codes(judge("adversarial", worse, AdversarialGate())) == ["adversarial_hurts"]
+    lenient = AdversarialGate(max_l1_increase=0.5)
     assert judge("adversarial", worse, lenient).status == "passed"
 
 
@@ -190,18 +194,30 @@ def _adversarial_run(tmp_path: Path, critic_lr: float) -> Curves:
         flush_every=10,
     )
     stage_dir = tmp_path / f"lr{critic_lr:g}"
-    views = GenerativeViews(generator, val, stage_dir, torch.device("cpu"), 16)
-    with Logbook(stage_dir) as logbook:
-        logbook.write(views.record(0))
+    with Logbook.files(stage_dir) as logbook:
+        views = _observer(generator, (train, val), stage_dir, logbook)
+        views.start()  # the L1-only generator's val L1 and PSNR at step 0
         result = fit(setup, logbook)
-        logbook.write(views.record(result.last_step))
+        views.finish(result.last_step)
     return read_curves(stage_dir)
 
 
+def _observer(generator, datasets, stage_dir: Path, logbook: Logbook) -> StageObserver:
+    """The stage observer of a generative run on ``datasets`` (val L1/PSNR, pictures)."""
+    plan = build_config(dict(TINY_GEN), "test").plan("adversarial")
+    train, val = datasets
+    stats = data_stats(train, val, labels=False)
+    task = task_class("generative")()
+    cpu = torch.device("cpu")
+    return StageObserver(
+        plan, task, generator, datasets, StageDir(stage_dir, True), logbook, cpu, None, stats
+    )
+
+
 def test_a_critic_with_a_huge_learning_rate_is_diagnosed(tmp_path: Path) -> None:
-    healthy = judge("adversarial", _adversarial_run(tmp_path, 3e-3), GateConfig())
+    healthy = judge("adversarial", _adversarial_run(tmp_path, 3e-3), AdversarialGate())
     assert healthy.status == "passed", healthy.diagnoses
-    broken = judge("adversarial", _adversarial_run(tmp_path, 10.0), GateConfig())
+    broken = judge("adversarial", _adversarial_run(tmp_path, 10.0), AdversarialGate())
     assert _codes(broken)[0] == "critic_diverging"
 
 
@@ -292,10 +308,11 @@ def test_shapes_pix2pix_pairs_an_input_with_its_colour_image(kind: str, channels
 
 def test_mean_image_baseline_is_the_val_l1_of_the_train_mean_image() -> None:
     train, val = shapes_pix2pix(num_train=24, num_val=8, size=16)
-    stats = data_stats(train, val, "generative", num_workers=0, seed=0, cache=None)
+    stats = data_stats(train, val, labels=False, num_workers=0, seed=0, cache=None)
     mean_image = train.targets.double().mean(dim=0)
     expected = float((val.targets.double() - mean_image).abs().mean())
-    assert stats.baseline_loss("generative", None, 255) == pytest.approx(expected, rel=1e-6)
+    baseline = task_class("generative")().baseline_loss(stats, None)
+    assert baseline == pytest.approx(expected, rel=1e-6)
 
 
 def test_pix2pix_config_is_valid_and_adversarial_keys_are_checked(tmp_path: Path) -> None:
@@ -309,9 +326,10 @@ def test_pix2pix_config_is_valid_and_adversarial_keys_are_checked(tmp_path: Path
 
 
 def test_sample_picture_goes_to_tensorboard_and_the_report(tmp_path: Path) -> None:
-    _, val = shapes_pix2pix(num_train=8, num_val=8, size=16)
-    views = GenerativeViews(pix2pix_unet(1, 3, width=8), val, tmp_path, torch.device("cpu"), 8)
-    rows = {r.tag: r.value for r in views.record(0)}
+    train, val = shapes_pix2pix(num_train=8, num_val=8, size=16)
+    with Logbook.files(tmp_path) as logbook:
+        _observer(pix2pix_unet(1, 3, width=8), (train, val), tmp_path, logbook).start()
+    rows = {tag: c.last for tag, c in read_curves(tmp_path).items()}
     assert set(rows) == {"metrics/l1", "metrics/psnr"} and rows["metrics/l1"] > 0
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlsteps.logbook import read_curves
+from dlsteps.logbook.curves import read_curves
 
 PLUGINS = Path(__file__).parent / "plugins"
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,19 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from dlsteps.errors import ConfigError
-from dlsteps.metrics import MetricSet, evaluate, primary_metric, val_loader
+from dlsteps.observe.metrics import evaluate, val_loader
+from dlsteps.tasks import task_class
+
+
+def MetricSet(task: str, num_classes=None, ignore_index=None, class_names=None):
+    """The task's own metric set, as a stage's observer builds it."""
+    t = task_class(task)(ignore_index) if ignore_index is not None else task_class(task)()
+    return t.metric_set(num_classes, class_names, None)
+
+
+def primary_metric(task: str, configured: str = "auto"):
+    return task_class(task)().primary(configured)
+
 
 IGNORE = 255
 

@@ -12,20 +12,45 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from dlsteps.config import build_config
-from dlsteps.datastats import data_stats
-from dlsteps.losses import make_loss
-from dlsteps.preflight import (
+from dlsteps.data import stats as datastats
+from dlsteps.preflight.checks import (
     check_gradient_reach,
-    check_init_loss,
     check_output_depends_on_input,
     check_overlap,
-    check_probabilities,
-    check_repeat_reads,
-    check_shapes,
     run_preflight,
 )
+from dlsteps.preflight.checks import check_repeat_reads as repeat_reads
+from dlsteps.preflight.checks import check_shapes as shapes_of
+from dlsteps.tasks import task_class
+from dlsteps.tasks.labels import check_probabilities as probabilities
 
 CPU = torch.device("cpu")
+
+
+# The checks by task name, as preflight applies them through the task's object.
+def task_of(name: str):
+    return task_class(name)()
+
+
+def data_stats(train: Dataset, val: Dataset, task: str, workers: int, seed: int, cache):
+    labels = task_of(task).counts_labels
+    return datastats.data_stats(train, val, labels=labels, num_workers=workers, seed=seed)
+
+
+def check_repeat_reads(train: Dataset, val: Dataset, task: str):
+    return repeat_reads(train, val, task_of(task))
+
+
+def check_shapes(out: torch.Tensor, y: torch.Tensor, task: str):
+    return shapes_of(out, y, task_of(task))
+
+
+def check_probabilities(out: torch.Tensor, task: str):
+    return probabilities(out) if task_of(task).counts_labels else []
+
+
+def check_init_loss(loss: float, task: str, out: torch.Tensor, stats=None):
+    return task_of(task).check_init(loss, out, stats)
 
 
 def blobs(n: int, seed: int, dim: int = 16, classes: int = 4) -> TensorDataset:
@@ -42,7 +67,8 @@ def mlp(dim: int = 16, classes: int = 4) -> nn.Module:
 def preflight(train: Dataset, val: Dataset, model: nn.Module, task: str = "classification"):
     config = build_config({"task": task}, "<test>").plans["preflight"].config
     stats = data_stats(train, val, task, 0, 0, None)
-    return run_preflight(model, make_loss(task), train, val, stats, config, CPU)
+    t = task_of(task)
+    return run_preflight(model, t.loss(), train, val, stats, config, CPU, t)
 
 
 def fail_codes(verdict) -> list[str]:

@@ -15,11 +15,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from dlsteps.config import build_config
-from dlsteps.console import Reporter
-from dlsteps.engine import Progress
-from dlsteps.logbook import read_curves
-from dlsteps.report import write_report
-from dlsteps.runner import RunOptions, run_ladder
+from dlsteps.ladder.runner import RunOptions, run_ladder
+from dlsteps.logbook.curves import read_curves
+from dlsteps.report.console import Reporter
+from dlsteps.report.html import write_report
+from dlsteps.rundir.run import RunDir
+from dlsteps.train.engine import Progress
 
 pytestmark = pytest.mark.xdist_group("report")  # one worker builds the shared run once
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -108,7 +109,7 @@ def test_report_is_self_contained_and_shows_every_stage(run_dir: Path, cli) -> N
 def test_report_rejudges_from_the_logbook(run_dir: Path, tmp_path: Path, cli) -> None:
     recorded = json.loads((run_dir / "summary.json").read_text())
     assert recorded["stages"][1]["status"] == "passed"
-    summary, _, notes = write_report(run_dir)
+    summary, _, notes = write_report(RunDir(run_dir))
     assert [s["status"] for s in summary["stages"]] == [s["status"] for s in recorded["stages"]]
     assert not notes
     # the same curves judged with an impossible overfit threshold must now fail
@@ -120,7 +121,7 @@ def test_report_rejudges_from_the_logbook(run_dir: Path, tmp_path: Path, cli) ->
     result = cli("report", copy)
     assert result.code == 0
     assert "overfit-one: re-judged from its logbook as failed" in result.out
-    summary = json.loads(json.dumps(write_report(copy)[0]))
+    summary = json.loads(json.dumps(write_report(RunDir(copy))[0]))
     overfit = summary["stages"][1]
     assert overfit["status"] == "failed"
     assert {d["code"] for d in overfit["diagnoses"]} & {"loss_plateau", "loss_not_decreasing"}
@@ -169,7 +170,7 @@ window.addEventListener("load", () => {
 def test_report_renders_in_headless_chromium_without_console_errors(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    html = (write_report(run_dir)[1]).read_text()  # this test's own report, not another's
+    html = (write_report(RunDir(run_dir))[1]).read_text()  # this test's own report, not another's
     # the page plus a measuring script, allowed by nonce; the page's own policy stays on
     page = tmp_path / "check.html"
     page.write_text(

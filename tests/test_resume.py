@@ -25,12 +25,16 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from dlsteps import checkpoint, resume
-from dlsteps.checkpoint import Trainables
 from dlsteps.config import load_config
 from dlsteps.errors import UserError
-from dlsteps.logbook import Logbook, Row, truncate
-from dlsteps.runner import RunOptions, run_ladder
+from dlsteps.ladder.runner import RunOptions, run_ladder
+from dlsteps.logbook.book import Logbook
+from dlsteps.logbook.curves import Row, read_curves
+from dlsteps.rundir.run import StageDir
+from dlsteps.train import checkpoint
+from dlsteps.train.callbacks import EarlyStop
+from dlsteps.train.checkpoint import Trainables
+from dlsteps.train.engine import Progress
 
 CONFIG: dict[str, Any] = {
     "name": "resume",
@@ -219,7 +223,7 @@ def test_checkpoint_round_trip_restores_training_state_and_every_rng(tmp_path: P
     state = checkpoint.capture(
         live, stage="full-data", step=3, val_batch=3, config="abc", finished=None, seconds=1.0
     )
-    checkpoint.save(tmp_path / "c.pt", state)
+    checkpoint.save(StageDir(tmp_path, writes=True), state)
     after = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
 
     other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
@@ -228,7 +232,7 @@ def test_checkpoint_round_trip_restores_training_state_and_every_rng(tmp_path: P
     torch.manual_seed(99)
     np.random.seed(99)
     random.seed(99)
-    loaded = checkpoint.load(tmp_path / "c.pt", "abc")  # weights_only=True inside
+    loaded = checkpoint.load(tmp_path / "checkpoint.pt", "abc")  # weights_only=True inside
     checkpoint.restore(Trainables(other, other_opt, other_sched), loaded)
     assert torch.equal(torch.rand(4), after[0])
     assert np.array_equal(np.random.rand(4), after[1])
@@ -240,12 +244,12 @@ def test_checkpoint_round_trip_restores_training_state_and_every_rng(tmp_path: P
 
 
 def test_truncate_keeps_rows_up_to_the_checkpoint_and_drops_a_torn_line(tmp_path: Path) -> None:
-    with Logbook(tmp_path) as book:
+    with Logbook.files(tmp_path) as book:
         book.write([Row(0, "baseline/val_loss", 1.0)])
         book.write([Row(s, "train/loss", 1.0 / s) for s in range(1, 11)])
     with (tmp_path / "scalars.jsonl").open("a") as fh:
         fh.write('{"step": 11, "tag": "train/lo')  # the half line a kill -9 leaves
-    assert truncate(tmp_path, 7) == 4
+    assert StageDir(tmp_path, writes=True).truncate_logbook(7) == 4
     steps = [json.loads(line)["step"] for line in (tmp_path / "scalars.jsonl").open()]
     assert steps == [0, 1, 2, 3, 4, 5, 6, 7]
 
@@ -254,19 +258,20 @@ def test_resumed_early_stop_check_sees_the_losses_logged_before_the_checkpoint(
     tmp_path: Path,
 ) -> None:
     window = 4
-    with Logbook(tmp_path) as book:
+    with Logbook.files(tmp_path) as book:
         book.write([Row(s, "train/loss", v) for s, v in enumerate([3.0, 2.0, 0.1, 0.1], 1)])
     seen: list[list[float]] = []
 
-    def below_one(recent: deque) -> bool:
+    def below_one(recent) -> bool:
         seen.append(list(recent))
         return len(recent) == window and float(np.mean(recent)) < 1.0
 
     # the uninterrupted run's window at step 5 holds steps 2-5: mean 0.575, so it stops
     assert not below_one(deque([0.1], maxlen=window))  # what a fresh window would say
-    check = resume.primed(below_one, tmp_path, window)
+    logged = read_curves(tmp_path).get_curve("train/loss").values
+    check = EarlyStop(window, below_one, primed=logged)  # what a resumed stage builds
     assert check is not None
-    assert check(deque([0.1], maxlen=window))
+    assert check.at_flush(Progress(5, 10, 0.1, None, 1.0, [0.1]))
     assert seen[-1] == [2.0, 0.1, 0.1, 0.1]
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from dlsteps.components import build_model
-from dlsteps.config import GateConfig
 from dlsteps.errors import ModelError
-from dlsteps.gates import Verdict, judge
-from dlsteps.logbook import Curve, Curves
+from dlsteps.judge.schemas import CompareGate as GateConfig
+from dlsteps.judge.verdict import Verdict
+from dlsteps.ladder.stages import judge_stage as judge
+from dlsteps.logbook.curves import Curve, Curves
 from dlsteps.models import zoo
+from dlsteps.models.registry import build_model
 
 
 def _curves(metric: str, value: float, steps: int = 30) -> Curves:

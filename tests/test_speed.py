@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dlsteps.logbook import Curve, Curves
-from dlsteps.speed import format_speed, speed_figures
+from dlsteps.judge.speed import format_speed, speed_figures
+from dlsteps.logbook.curves import Curve, Curves
 
 
 def _curves(data_ms: list[float], compute_ms: list[float], **per_flush: list[float]) -> Curves:

@@ -1,6 +1,10 @@
 """``dlsteps``: a thin Typer layer. Each command parses, calls one library function and
 maps errors to the documented exit codes (0 passed, 1 gate failed, 2 bad input,
-130 interrupted)."""
+130 interrupted).
+
+Each command imports what it needs when it runs, so ``dlsteps --help``, ``stages`` and
+``explain`` answer without importing torch or TensorBoard.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,17 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlsteps import distributed
-from dlsteps.config import load_config
-from dlsteps.console import verdict_table
-from dlsteps.diagnoses import CATALOG, explain
 from dlsteps.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, did_you_mean
-from dlsteps.profiling import profile as profile_stage
-from dlsteps.report import write_report
-from dlsteps.runner import RunOptions, run_ladder
-from dlsteps.scaffold import scaffold
-from dlsteps.speed import format_speed
-from dlsteps.stages import GENERATIVE_TOP, LADDER
+from dlsteps.train.world import ERROR_GRACE_SECONDS, is_main, world
+
+if TYPE_CHECKING:
+    from dlsteps.ladder.runner import RunOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -57,18 +55,29 @@ def _root(
     _state["debug"] = debug
 
 
+def _options(**kwargs: object) -> RunOptions:
+    from dlsteps.ladder.runner import RunOptions
+
+    return RunOptions(**kwargs)  # type: ignore[arg-type]
+
+
 def _execute(config: Path | None, sets: list[str] | None, opts: RunOptions, as_json: bool) -> None:
+    from dlsteps.config import load_config
+
     loaded = load_config(config, sets or [])
     opts.quiet = opts.quiet or as_json
+    from dlsteps.ladder.runner import run_ladder
+    from dlsteps.train import distributed
+
     try:
         summary, code = run_ladder(loaded, opts)
     finally:
         distributed.shutdown()  # leave the DDP process group (a no-op in one process)
-    if as_json and distributed.is_main():
+    if as_json and is_main():
         print(json.dumps(summary, indent=2))
     # rank 0 owns the verdict and its exit code: torchrun stops every process as soon as
     # one exits non-zero, which could cut rank 0 short while it still writes the summary
-    raise typer.Exit(code if distributed.is_main() else 0)
+    raise typer.Exit(code if is_main() else 0)
 
 
 @app.command()
@@ -105,14 +114,16 @@ def run(
 ) -> None:
     """Climb the ladder from preflight (or --from) to the top (or --to)."""
     if nproc > 1:
-        if distributed.world().size > 1:
+        if world().size > 1:
             raise UserError("--nproc: this process was already launched by torchrun; drop it")
-        raise typer.Exit(distributed.launch(nproc, _without_nproc(sys.argv[1:])))
+        from dlsteps.train.distributed import launch
+
+        raise typer.Exit(launch(nproc, _without_nproc(sys.argv[1:])))
     if config is None:
         if resume is None:
             raise UserError("missing CONFIG: dlsteps run CONFIG, or dlsteps run --resume RUN_DIR")
-        config = resume / "config.yaml"  # the run's own resolved config
-    opts = RunOptions(
+        config = _run_dir(resume).config_yaml  # the run's own resolved config
+    opts = _options(
         from_stage=from_stage,
         to_stage=to_stage,
         run_dir=run_dir,
@@ -138,11 +149,11 @@ def stage(
 ) -> None:
     """Run one stage alone: in a new run, or added to an existing run with --run-dir RUN
     (its config and checkpoints; how a stage with init_from finds its start)."""
-    if run_dir is not None and (run_dir / "summary.json").is_file():
-        opts = RunOptions(only=[name], resume=run_dir, device=device, quiet=quiet)
-        _execute(config or run_dir / "config.yaml", set_, opts, as_json)
+    if run_dir is not None and _run_dir(run_dir).is_run():
+        opts = _options(only=[name], resume=run_dir, device=device, quiet=quiet)
+        _execute(config or _run_dir(run_dir).config_yaml, set_, opts, as_json)
     else:
-        opts = RunOptions(only=[name], run_dir=run_dir, device=device, quiet=quiet)
+        opts = _options(only=[name], run_dir=run_dir, device=device, quiet=quiet)
         _execute(config, set_, opts, as_json)
 
 
@@ -156,23 +167,30 @@ def check(
     quiet: QuietOpt = False,
 ) -> None:
     """Preflight only: data, model and loss checked without training."""
-    opts = RunOptions(only=["preflight"], run_dir=run_dir, device=device, quiet=quiet)
+    opts = _options(only=["preflight"], run_dir=run_dir, device=device, quiet=quiet)
     _execute(config, set_, opts, as_json)
 
 
 @app.command()
 def stages() -> None:
     """The ladder and what each gate checks."""
+    from dlsteps.ladder.stages import GENERATIVE_LADDER, STANDARD_LADDER
+
     table = Table(title="the dlsteps ladder")
     table.add_column("#", justify="right")
     table.add_column("stage")
     table.add_column("what it does")
     table.add_column("gate")
-    for i, s in enumerate(LADDER):
-        table.add_row(str(i), s.name, s.summary, s.gate)
-    table.add_row("4-5*", GENERATIVE_TOP.name, GENERATIVE_TOP.summary, GENERATIVE_TOP.gate)
+    for i, s in enumerate(STANDARD_LADDER):
+        table.add_row(str(i), s.name, s.summary, s.gate_text)
+    replaced = [s for s in STANDARD_LADDER if s not in GENERATIVE_LADDER]
+    first = STANDARD_LADDER.index(replaced[0])
+    span = f"{first}-{first + len(replaced) - 1}*"
+    for s in (s for s in GENERATIVE_LADDER if s not in STANDARD_LADDER):
+        table.add_row(span, s.name, s.summary, s.gate_text)
     Console().print(table)
-    Console().print("* task: generative replaces augment and scale-up by adversarial.")
+    names = " and ".join(s.name for s in replaced)
+    Console().print(f"* task: generative replaces {names} by adversarial.")
 
 
 @app.command("explain")
@@ -180,6 +198,8 @@ def explain_cmd(
     code: Annotated[str, typer.Argument(help="a diagnosis code, e.g. input_ignored")],
 ) -> None:
     """The long form of a diagnosis: what it means, likely causes, what to try first."""
+    from dlsteps.judge.diagnoses import CATALOG, explain
+
     if code not in CATALOG:
         raise UserError(
             f"unknown diagnosis code '{code}'.{did_you_mean(code, CATALOG)} "
@@ -191,7 +211,10 @@ def explain_cmd(
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
     """Re-judge a run from its logbook: verdict table here, plots in RUN_DIR/report.html."""
-    summary, html, notes = write_report(run_dir)
+    from dlsteps.report.console import verdict_table
+    from dlsteps.report.html import write_report
+
+    summary, html, notes = write_report(_run_dir(run_dir))
     console = Console()
     console.print(verdict_table(summary))
     for note in notes:
@@ -215,6 +238,9 @@ def profile(
 ) -> None:
     """A short run of one stage that prints its speed report: data wait, compute, step
     time, throughput, peak memory and the bottleneck, with advice."""
+    from dlsteps.judge.speed import format_speed
+    from dlsteps.tools.profile import profile as profile_stage
+
     console = Console()
     console.print(f"profiling {steps} steps of {stage_name} ...", highlight=False)
     result = profile_stage(config, set_ or [], stage_name, steps, trace, run_dir, device)
@@ -238,6 +264,8 @@ def init(
     directory: Annotated[Path, typer.Argument(help="project directory (created if missing)")],
 ) -> None:
     """Write a working starter project: dlsteps.yaml, my_data.py, my_model.py."""
+    from dlsteps.tools.scaffold import scaffold
+
     written = scaffold(directory)
     console = Console()
     for path in written:
@@ -329,6 +357,12 @@ def ablate(
     raise typer.Exit(result.exit_code)
 
 
+def _run_dir(path: Path) -> Any:
+    from dlsteps.rundir.run import RunDir
+
+    return RunDir(path)
+
+
 def _without_nproc(args: list[str]) -> list[str]:
     """The command line again for each launched process, minus ``--nproc N``."""
     out, skip = [], False
@@ -352,10 +386,10 @@ def main() -> None:
     except UserError as exc:
         if _state["debug"]:
             raise
-        if not distributed.is_main():
+        if not is_main():
             # every rank meets the same error: rank 0 says it (and torchrun then stops this
             # process); only an error of this rank alone gets past the wait and is printed
-            time.sleep(distributed.ERROR_GRACE_SECONDS)
+            time.sleep(ERROR_GRACE_SECONDS)
         # soft_wrap: the terminal wraps it, so a path or key in it is never cut in two
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)

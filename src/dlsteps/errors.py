@@ -8,6 +8,7 @@ traceback (under ``--debug`` for user errors too).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 EXIT_OK = 0
@@ -36,3 +37,38 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ' Did you mean ...?' suffix, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+# torch's words for a DataLoader worker that died without an exception (segfault,
+# os._exit, OOM kill)
+_WORKER_DIED = re.compile(r"DataLoader worker \(pid.*?\) (is killed by signal|exited unexpectedly)")
+
+
+def as_user_error(exc: BaseException) -> UserError | None:
+    """The user-facing form of ``exc``, or ``None`` when it is not the user's to fix.
+
+    A ``UserError`` raised in a DataLoader worker comes back re-wrapped around a traceback
+    text, and a worker that crashed leaves only torch's words for it: both become one
+    message. Anything else keeps its traceback."""
+    if isinstance(exc, UserError):
+        return _unwrapped(exc)
+    if isinstance(exc, RuntimeError) and _WORKER_DIED.search(str(exc)):
+        first = str(exc).splitlines()[0].rstrip(". ")
+        return DataError(
+            f"{first}. A worker crashes like this when __getitem__ segfaults, calls exit or "
+            "runs out of memory; set data.num_workers: 0 to see the error in the main process"
+        )
+    return None
+
+
+def _unwrapped(exc: UserError) -> UserError:
+    """'Caught DataError in DataLoader worker process 0. Original Traceback ...' → the
+    error's own message."""
+    text = str(exc)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return exc
+    marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    _, found, message = text.rpartition(marker)
+    if not found:
+        return exc
+    return type(exc)(f"{message.strip()} (in a DataLoader worker)")

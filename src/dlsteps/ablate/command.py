@@ -27,9 +27,9 @@ from dlsteps.ablate.study import (
     recover,
 )
 from dlsteps.ablate.worker import jobs_for, run_workers
-from dlsteps.atomic import write_json
-from dlsteps.components import build_datasets
-from dlsteps.config import AblateConfig, LoadedConfig, load_config
+from dlsteps.config import LoadedConfig, load_config
+from dlsteps.config.schema import AblateConfig
+from dlsteps.data.registry import build_datasets
 from dlsteps.errors import (
     EXIT_GATE_FAILED,
     EXIT_INTERRUPTED,
@@ -37,8 +37,9 @@ from dlsteps.errors import (
     ConfigError,
     UserError,
 )
-from dlsteps.runner import new_run_dir
-from dlsteps.stages import OVERFIT_STAGES, TRAINING_STAGES, canonical_stage
+from dlsteps.ladder.stages import STAGES, TRAINING_STAGES, canonical_stage
+from dlsteps.rundir.atomic import write_json
+from dlsteps.rundir.run import RunDir
 
 Say = Callable[..., None]
 MINIMIZED = ("loss", "rmse", "mae", "error")
@@ -199,7 +200,7 @@ def _meta(name: str, storage: str | None, parallel: int) -> dict[str, Any]:
 
 def _new_directory(req: AblateRequest, loaded: LoadedConfig) -> Path:
     if req.directory is None:
-        return new_run_dir(req.runs_root, f"{loaded.name}-ablate").resolve()
+        return RunDir.new(req.runs_root, f"{loaded.name}-ablate").path.resolve()
     if req.directory.exists() and any(req.directory.iterdir()):
         raise UserError(
             f"--dir {req.directory} exists and is not empty; choose another directory, or "
@@ -269,7 +270,7 @@ def stage_steps(loaded: LoadedConfig, stage: str) -> int:
     if plan.knobs.steps:
         return plan.knobs.steps
     epochs = plan.knobs.epochs or 1
-    if stage in OVERFIT_STAGES:
+    if STAGES[stage].plain:
         return epochs  # one fixed batch per "epoch"
     cfg = plan.config
     train, _ = build_datasets(cfg.data.name, cfg.data.args, cfg.seed)

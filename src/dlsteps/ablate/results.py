@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from dlsteps.ablate.study import StudySpec
-from dlsteps.atomic import write_text
+from dlsteps.rundir.atomic import write_text
 
 LEADERBOARD = "leaderboard.csv"
 HTML = "ablate.html"

@@ -1,6 +1,6 @@
 """One trial: one variant of the config, one stage, an ordinary run directory.
 
-The pruner sees the trial through the engine's progress hook (``RunOptions.on_progress``,
+The pruner sees the trial through an engine callback at every flush (``RunOptions.callbacks``,
 called right after each logbook flush): the hook reads the new rows of the stage's
 ``scalars.jsonl``, reports the best smoothed value of the compared metric so far at that
 step, and asks the pruner. A "prune" answer becomes the hook's stop reason; the runner
@@ -21,11 +21,13 @@ from optuna.trial import TrialState
 
 from dlsteps.ablate.space import Params, fixed, suggest, variant_config
 from dlsteps.ablate.study import StudySpec
-from dlsteps.engine import Progress
 from dlsteps.errors import UserError
-from dlsteps.gates import rolling_mean
-from dlsteps.logbook import SCALARS, read_curves
-from dlsteps.runner import RunOptions, run_ladder
+from dlsteps.judge.rules import rolling_mean
+from dlsteps.ladder.runner import RunOptions, run_ladder
+from dlsteps.logbook.curves import read_curves
+from dlsteps.rundir.layout import SCALARS_JSONL
+from dlsteps.train.callbacks import AtFlush
+from dlsteps.train.engine import Progress
 
 TRIALS_DIR = "trials"
 
@@ -98,9 +100,9 @@ def run_trial(trial: optuna.Trial, spec: StudySpec, out_dir: Path, device: str |
     params = fixed(trial, spec.grid) if spec.grid else suggest(trial, spec.search)
     run_dir = out_dir / TRIALS_DIR / f"{trial.number:03d}"
     trial.set_user_attr("run_dir", str(run_dir))
-    hook = RungReporter(trial, spec, run_dir / spec.stage / SCALARS)
+    hook = RungReporter(trial, spec, run_dir / spec.stage / SCALARS_JSONL)
     opts = RunOptions(
-        only=[spec.stage], run_dir=run_dir, device=device, quiet=True, on_progress=hook
+        only=[spec.stage], run_dir=run_dir, device=device, quiet=True, callbacks=[AtFlush(hook)]
     )
     try:
         summary, _ = run_ladder(variant_config(spec.config, params, spec.source), opts)

@@ -19,11 +19,11 @@ from pathlib import Path
 import optuna
 import torch
 
-from dlsteps import interrupts
 from dlsteps.ablate import results
 from dlsteps.ablate.study import claim, load, open_storage
 from dlsteps.ablate.trial import Outcome, run_trial
 from dlsteps.errors import EXIT_INTERRUPTED
+from dlsteps.train import interrupts
 
 Say = Callable[[str], None]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-
-from dlsteps.interrupts import ignore_in_worker
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -101,6 +101,11 @@ class StepStream:
             epoch, offset = epoch + 1, 0
 
 
+def workers(data: Any) -> int:
+    """``data.num_workers`` of a config, or this machine's default when it is unset."""
+    return data.num_workers if data.num_workers is not None else default_num_workers()
+
+
 def default_num_workers() -> int:
     """``data.num_workers`` when the config leaves it unset, chosen from this machine.
 
@@ -143,3 +148,11 @@ def pick_samples(size: int, count: int, seed: int) -> list[int]:
     """``count`` distinct train indices chosen by ``seed`` (the overfit stages' samples)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randperm(size, generator=gen)[: min(count, size)].tolist()
+
+
+def ignore_in_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoader workers: Ctrl-C reaches the whole process group,
+    and a worker dying of it would kill the step the main process is finishing. Workers
+    watch their parent and exit with it, so they can leave signals to the main process."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

@@ -1,0 +1,367 @@
+"""The rules every gate is built from, each a plain function of logged curves.
+
+Tags the rules read: ``train/loss``, ``val/loss``, ``grad/norm``, ``time/data``,
+``time/compute``, ``diag/output_spread`` (engine), ``baseline/val_loss`` (full-data, step
+0), ``gan/*`` (adversarial). From the preflight verdict (``history``) they read
+``expected_init_loss`` (ln C), which names the class count for the softmax-floor message.
+
+Diagnoses come out in order of how directly they name the cause: a NaN before a
+divergence before a gradient problem before the shape of the loss curve. The first
+``fail`` is the stage's headline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from dlsteps.judge.diagnoses import Diagnosis, hint
+from dlsteps.judge.schemas import AdversarialGate, TrainingGate
+from dlsteps.judge.speed import DATA_BOUND_SHARE
+from dlsteps.judge.verdict import Verdict
+from dlsteps.logbook.curves import Curve, Curves
+
+# A val batch whose outputs vary this little across inputs (relative to all variation)
+# is treated as the model ignoring its input.
+SPREAD_IGNORED = 0.02
+DIVERGE_FACTOR = 3.0
+NOT_DECREASING = 0.10  # less than 10% drop from start to end counts as "did not go down"
+EXPLODING_NORM = 1e4
+EXPLODING_GROWTH = 1e3
+VANISHING_NORM = 1e-6
+FLOOR_MATCH = 0.05  # a plateau within 5% of a known loss floor is named after it
+LARGE_LOSS = 1e3  # a loss this large is a scale problem (unnormalised targets/inputs)
+DATA_BOUND_SECONDS = 0.05  # a data wait over half the step and this long fails data_bound
+
+
+def rolling_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each trailing window (shorter at the start); same length as ``values``."""
+    if len(values) == 0:
+        return values
+    csum = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (csum[idx] - csum[lo]) / (idx - lo)
+
+
+def overfit_reached(values: np.ndarray, window: int, threshold: float) -> int | None:
+    """Index of the first batch whose trailing ``window``-mean is ≤ ``threshold``."""
+    if len(values) < window:
+        return None
+    means = rolling_mean(values, window)[window - 1 :]
+    hits = np.flatnonzero(means <= threshold)
+    return int(hits[0]) + window - 1 if len(hits) else None
+
+
+def softmax_floor(classes: int) -> float:
+    """Lowest cross-entropy when the model's 'logits' are probabilities: a one-hot p gives
+    -log(e / (e + C - 1)) = ln(e + C - 1) - 1 (0.31 for 2 classes, 1.53 for 10)."""
+    return math.log(math.e + classes - 1) - 1
+
+
+def first_nonfinite(curve: Curve) -> int | None:
+    """Index of the first NaN/Inf value of ``curve`` (``None`` when all are finite)."""
+    bad = np.flatnonzero(~np.isfinite(curve.values))
+    return int(bad[0]) if len(bad) else None
+
+
+def check_finite(train: Curve, val: Curve | None = None) -> Diagnosis | None:
+    for name, curve in (("train", train), ("val", val)):
+        if curve is None or (i := first_nonfinite(curve)) is None:
+            continue
+        step = int(curve.steps[i])
+        last_ok = curve.values[:i]
+        before = f" (last finite value {last_ok[-1]:.4g})" if len(last_ok) else ""
+        where = (
+            "training stopped there and the logs up to it are kept"
+            if name == "train"
+            else "the train loss stayed finite, so look at the val data or the model in eval mode"
+        )
+        return Diagnosis(
+            "nan_loss",
+            f"{name} loss became {curve.values[i]} at step {step}{before}; {where}. "
+            f"{hint('nan_loss')}",
+            step=step,
+        )
+    return None
+
+
+def check_diverging(train: Curve) -> Diagnosis | None:
+    values = train.values[np.isfinite(train.values)]
+    if len(values) < 4:
+        return None
+    k = max(1, min(10, len(values) // 10))
+    start = float(np.median(values[:k]))
+    smooth = rolling_mean(values, k)
+    peak_i = int(np.argmax(smooth))
+    end = float(smooth[-1])
+    if end > DIVERGE_FACTOR * max(float(values[0]), 1e-8):
+        # blew up within the first k steps (so their median is already high): measure
+        # from the loss at init, and the stage ended far above it
+        start = float(values[0])
+    if smooth[peak_i] > DIVERGE_FACTOR * max(start, 1e-8) and end > start:
+        return Diagnosis(
+            "diverging",
+            f"train loss rose from {start:.4g} to {smooth[peak_i]:.4g} (step "
+            f"{int(train.steps[peak_i])}) and ended at {end:.4g}, above where it started. "
+            f"{hint('diverging')}",
+            step=int(train.steps[peak_i]),
+        )
+    return None
+
+
+def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
+    if not len(grad):
+        return None
+    values = grad.values
+    if (i := first_nonfinite(grad)) is not None:
+        step = int(grad.steps[i])
+        return Diagnosis(
+            "exploding_gradient",
+            f"gradient norm became {values[i]} at step {step}. {hint('exploding_gradient')}",
+            step=step,
+        )
+    if not np.any(values != 0):
+        return Diagnosis(
+            "no_gradient",
+            f"the gradient norm was exactly 0 at all {len(values)} steps: no trainable "
+            "parameter receives a gradient, so nothing trains (a detached or no_grad forward, "
+            "or an output clamped or ReLU'd to a constant on this data). "
+            f"{hint('no_gradient')}",
+            step=int(grad.steps[0]),
+        )
+    early = float(np.median(values[: min(10, len(values))]))
+    peak_i = int(np.argmax(values))
+    peak = float(values[peak_i])
+    if peak > EXPLODING_NORM and peak > EXPLODING_GROWTH * max(early, 1e-12):
+        return Diagnosis(
+            "exploding_gradient",
+            f"gradient norm reached {peak:.3g} at step {int(grad.steps[peak_i])}, "
+            f"{peak / max(early, 1e-12):.0f}x its early median {early:.3g}. "
+            f"{hint('exploding_gradient')}",
+            step=int(grad.steps[peak_i]),
+        )
+    median = float(np.median(values))
+    if median < VANISHING_NORM and not train_improved:
+        return Diagnosis(
+            "vanishing_gradient",
+            f"median gradient norm is {median:.2e} (under {VANISHING_NORM:g}) while the loss did "
+            f"not improve. {hint('vanishing_gradient')}",
+            step=int(grad.steps[0]),
+        )
+    return None
+
+
+def check_input_ignored(spread: Curve) -> Diagnosis | None:
+    values = spread.values[np.isfinite(spread.values)]
+    if len(values) < 3:
+        return None
+    tail = values[len(values) // 2 :]
+    level = float(np.median(tail))
+    if level < SPREAD_IGNORED:
+        return Diagnosis(
+            "input_ignored",
+            f"predictions are nearly identical across different val inputs (spread "
+            f"{level:.2e}, relative std across the batch over the second half of the stage, "
+            f"threshold {SPREAD_IGNORED}). {hint('input_ignored')}",
+            step=int(spread.steps[len(spread.steps) // 2]),
+        )
+    return None
+
+
+def num_classes(history: Mapping[str, Verdict], train: Curve) -> int | None:
+    """The class count, for cross-entropy tasks: from preflight's ln C, else from a first
+    loss that is ln C almost exactly (what probabilities fed to cross-entropy give)."""
+    pre = history.get("preflight")
+    expected = pre.figures.get("expected_init_loss") if pre is not None else None
+    if expected is not None:
+        return round(math.exp(expected))
+    if pre is not None or not len(train) or not 0.6 < train.values[0] < math.log(1000):
+        return None
+    guess = round(math.exp(train.values[0]))
+    return guess if abs(train.values[0] - math.log(guess)) < 0.01 else None
+
+
+def loss_shape(
+    train: Curve, window: int, threshold: float, classes: int | None = None
+) -> Diagnosis:
+    """Why an overfit stage missed its threshold: no drop at all, or a stall; a stall at a
+    known floor (softmax before cross-entropy, the uniform prediction) is named."""
+    values = train.values
+    k = min(window, len(values))
+    start = float(np.mean(values[:k]))
+    end = float(np.mean(values[-k:]))
+    drop = 1.0 - end / start if start > 0 else 0.0
+    step = int(train.steps[-1])
+    scale = (
+        f" A loss of {start:.3g} means badly scaled targets or inputs: standardise regression "
+        "targets (and inputs) to about zero mean and unit variance."
+        if start > LARGE_LOSS
+        else ""
+    )
+    if drop < NOT_DECREASING:
+        uniform = (
+            f" {end:.4g} is ln {classes}: the model predicts the same probability for every class."
+            if classes and abs(end - math.log(classes)) <= FLOOR_MATCH * math.log(classes)
+            else ""
+        )
+        return Diagnosis(
+            "loss_not_decreasing",
+            f"train loss went from {start:.4g} to {end:.4g} over {len(values)} steps "
+            f"({-drop:+.1%}); the gate needs <= {threshold:g}.{uniform}{scale} "
+            f"{hint('loss_not_decreasing')}",
+            step=step,
+        )
+    if classes and abs(end - softmax_floor(classes)) <= FLOOR_MATCH * softmax_floor(classes):
+        return Diagnosis(
+            "loss_plateau",
+            f"train loss fell from {start:.4g} but stalled at {end:.4g} after {len(values)} "
+            f"steps, the floor of cross-entropy on probabilities for {classes} classes: "
+            f"ln(e + {classes} - 1) - 1 = {softmax_floor(classes):.4g}. The model applies "
+            "softmax (or sigmoid) before a loss that applies it again: return raw logits "
+            "from forward().",
+            step=step,
+        )
+    return Diagnosis(
+        "loss_plateau",
+        f"train loss fell from {start:.4g} but stalled at {end:.4g} (mean of the last {k} "
+        f"batches) after {len(values)} steps; the gate needs <= {threshold:g}.{scale} "
+        f"{hint('loss_plateau')}",
+        step=step,
+    )
+
+
+def common_rules(curves: Curves, val: bool = False) -> tuple[list[Diagnosis], bool]:
+    """NaN, divergence and gradient rules; returns (diagnoses, stop_here)."""
+    train = curves.get_curve("train/loss")
+    diverging = check_diverging(train)
+    if (nan := check_finite(train, curves.get_curve("val/loss") if val else None)) is not None:
+        # a loss that climbed before it overflowed: the climb names the cause
+        return [d for d in (diverging, nan) if d], True
+    found = [d for d in (diverging,) if d]
+    k = max(1, min(10, len(train) // 5))
+    improved = len(train) > 1 and np.mean(train.values[-k:]) < 0.9 * np.mean(train.values[:k])
+    if (grad := check_gradients(curves.get_curve("grad/norm"), bool(improved))) is not None:
+        found.append(grad)
+    return found, bool(found)
+
+
+def check_speed(curves: Curves, gate: TrainingGate) -> list[Diagnosis]:
+    data = curves.get_curve("time/data")
+    if not len(data) or not len(curves.get_curve("time/compute")):
+        return []
+    median = median_step(curves)
+    wait = float(np.median(data.values))
+    data_share = wait / max(median, 1e-12)
+    slow = median > gate.max_batch_seconds
+    found = []
+    if data_share > DATA_BOUND_SHARE:
+        # a loader that wastes real time fails; sub-DATA_BOUND_SECONDS waits are only advice
+        costly = slow or wait >= DATA_BOUND_SECONDS
+        found.append(
+            Diagnosis(
+                "data_bound",
+                f"waiting for data takes {data_share:.0%} of each step (median "
+                f"{wait * 1e3:.1f} ms of {median * 1e3:.1f} ms). {hint('data_bound')}",
+                severity="fail" if costly else "warn",
+                step=int(data.steps[0]),
+            )
+        )
+    if slow:
+        found.append(
+            Diagnosis(
+                "slow_batch",
+                f"median batch takes {median:.2f} s, over max_batch_seconds "
+                f"{gate.max_batch_seconds:g}. {hint('slow_batch')}",
+                step=int(data.steps[0]),
+            )
+        )
+    return found
+
+
+def check_overfitting(
+    train: Curve, val: Curve, val_smooth: np.ndarray, best_i: int
+) -> Diagnosis | None:
+    if len(val) < 10 or best_i > 0.8 * len(val):
+        return None
+    rise = val_smooth[-1] / max(val_smooth[best_i], 1e-12) - 1
+    k = max(1, len(train) // 5)
+    train_fell = np.mean(train.values[-k:]) < np.mean(train.values[-2 * k : -k])
+    if rise > 0.1 and train_fell:
+        return Diagnosis(
+            "overfitting",
+            f"val loss rose {rise:.0%} above its best ({val_smooth[best_i]:.4g} at step "
+            f"{int(val.steps[best_i])}) while train loss kept falling. {hint('overfitting')}",
+            severity="warn",
+            step=int(val.steps[best_i]),
+        )
+    return None
+
+
+def noise_level(values: np.ndarray) -> float:
+    """Robust std of one point's noise around a slow trend (from successive differences)."""
+    if len(values) < 3:
+        return 0.0
+    diff = np.diff(values)
+    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / math.sqrt(2))
+
+
+def stage_seconds(curves: Curves) -> float:
+    return float(
+        curves.get_curve("time/data").values.sum() + curves.get_curve("time/compute").values.sum()
+    )
+
+
+def median_step(curves: Curves) -> float:
+    data, compute = curves.get_curve("time/data"), curves.get_curve("time/compute")
+    n = min(len(data), len(compute))
+    return float(np.median(data.values[:n] + compute.values[:n])) if n else 0.0
+
+
+def check_critic(curves: Curves, gate: AdversarialGate) -> Diagnosis | None:
+    """``critic_diverging`` (non-finite, or an estimate far above what a 1-Lipschitz critic
+    can reach: the mean L2 distance between real and generated images, ``gan/distance``)
+    or ``critic_collapse`` (an estimate near zero against that distance)."""
+    w, dist = curves.get_curve("gan/wasserstein"), curves.get_curve("gan/distance")
+    if not len(w):
+        return None
+    for tag in ("gan/wasserstein", "gan/critic", "gan/gp"):
+        curve = curves.get_curve(tag)
+        if (i := first_nonfinite(curve)) is not None:
+            step = int(curve.steps[i])
+            return Diagnosis(
+                "critic_diverging",
+                f"{tag} became {curve.values[i]} at step {step}. {hint('critic_diverging')}",
+                step=step,
+            )
+    n = min(len(w), len(dist))
+    if not n:
+        return None
+    w_smooth = rolling_mean(w.values[:n], gate.window)
+    d_smooth = rolling_mean(dist.values[:n], gate.window)
+    ratio = np.abs(w_smooth) / np.maximum(d_smooth, 1e-12)
+    ratio[~np.isfinite(ratio)] = 0.0  # a generator gone NaN is judged by the loss rules
+    peak_i = int(np.argmax(ratio))
+    if ratio[peak_i] > gate.max_wasserstein_ratio:
+        return Diagnosis(
+            "critic_diverging",
+            f"the Wasserstein estimate reached {w_smooth[peak_i]:.4g} (mean of {gate.window} "
+            f"steps) at step {int(w.steps[peak_i])}, {ratio[peak_i]:.3g}x the mean L2 distance "
+            f"between real and generated images ({d_smooth[peak_i]:.4g}); a 1-Lipschitz "
+            f"critic stays below 1x (max_wasserstein_ratio {gate.max_wasserstein_ratio:g}). "
+            f"{hint('critic_diverging')}",
+            step=int(w.steps[peak_i]),
+        )
+    level = float(np.median(ratio[n // 2 :]))
+    if level < gate.min_wasserstein_ratio:
+        return Diagnosis(
+            "critic_collapse",
+            f"the Wasserstein estimate stayed at {level:.2e}x the real-generated distance "
+            f"(median over the second half, min_wasserstein_ratio "
+            f"{gate.min_wasserstein_ratio:g}): the critic does not tell real from generated "
+            f"images. {hint('critic_collapse')}",
+            step=int(w.steps[n // 2]),
+        )
+    return None

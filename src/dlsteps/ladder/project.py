@@ -1,0 +1,84 @@
+"""What a run builds from its config, once: the data sets, their statistics, the task and a
+fresh model per stage.
+
+Stages that share a data config share the data sets and the statistics (one pass over
+the data, cached as the run directory's ``data_stats.json``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from dlsteps.config import LoadedConfig, StagePlan
+from dlsteps.data.loading import workers
+from dlsteps.data.registry import build_datasets
+from dlsteps.data.stats import DataStats, data_stats
+from dlsteps.models.registry import build_model
+from dlsteps.rundir.run import RunDir
+from dlsteps.tasks import make_task
+from dlsteps.tasks.base import Task
+
+
+@dataclass
+class Project:
+    loaded: LoadedConfig
+    run: RunDir
+    device: torch.device
+    _datasets: dict[str, tuple[Dataset, Dataset]] = field(default_factory=dict)
+    _stats: dict[str, DataStats] = field(default_factory=dict)
+
+    def task(self, plan: StagePlan) -> Task:
+        return make_task(plan.config)
+
+    def datasets(self, plan: StagePlan) -> tuple[Dataset, Dataset]:
+        key = _data_key(plan)
+        if key not in self._datasets:
+            cfg = plan.config
+            self._datasets[key] = build_datasets(cfg.data.name, cfg.data.args, cfg.seed)
+        return self._datasets[key]
+
+    def stats(self, plan: StagePlan) -> DataStats:
+        key = _data_key(plan)
+        if key not in self._stats:
+            train, val = self.datasets(plan)
+            # the run's own data is cached in its directory; a stage's other data is not
+            own = key == _data_key(self.loaded.plans["preflight"])
+            cfg = plan.config
+            self._stats[key] = data_stats(
+                train,
+                val,
+                labels=self.task(plan).counts_labels,
+                num_workers=workers(cfg.data),
+                seed=cfg.seed,
+                cache=self.run.data_stats_json if own else None,
+                save=self.run.writes,
+            )
+        return self._stats[key]
+
+    def model(self, plan: StagePlan) -> nn.Module:
+        """A fresh model from the config's seed; ``in_channels``/``num_classes`` from the
+        data set's attributes where the model function declares them."""
+        train, _ = self.datasets(plan)
+        implied = {
+            "in_channels": getattr(train, "in_channels", None),
+            "num_classes": getattr(train, "num_classes", None),
+        }
+        seed_everything(plan.config.seed)
+        return build_model(plan.config.model.name, plan.config.model.args, implied).to(self.device)
+
+
+def _data_key(plan: StagePlan) -> str:
+    d = plan.config.data
+    return repr((d.name, sorted(d.args.items()), plan.config.seed))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,334 @@
+"""A training stage from its plan: sources, train step, callbacks, the fit, the verdict.
+
+``train_stage`` reads top to bottom as what a stage does: build a fresh model (or load
+``init_from``), turn regularizers off where the stage is plain, build the train and val
+sources, the optimizer and the step, hand ``engine.fit`` its callbacks (progress,
+checkpoints, early stop, time budget, signals, metric passes, pictures), and judge the
+curves it logged with the stage's gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlsteps.config import StagePlan
+from dlsteps.data.augment import augment_train, describe, resolve_entries
+from dlsteps.data.items import NamedItems
+from dlsteps.data.loading import FixedBatch, StepStream, pick_samples, workers
+from dlsteps.errors import UserError
+from dlsteps.judge.rules import overfit_reached
+from dlsteps.judge.verdict import Verdict
+from dlsteps.ladder.project import Project
+from dlsteps.ladder.stages import Stage
+from dlsteps.logbook.curves import Row
+from dlsteps.observe.observer import StageObserver
+from dlsteps.report.console import Reporter
+from dlsteps.rundir.run import StageDir
+from dlsteps.tasks.base import Task
+from dlsteps.train import adversarial, checkpoint, distributed, resume
+from dlsteps.train.callbacks import EarlyStop, Interrupt, TimeBudget
+from dlsteps.train.checkpoint import Trainables
+from dlsteps.train.engine import (
+    Callback,
+    FitResult,
+    FitSetup,
+    Progress,
+    Stop,
+    StopReason,
+    make_autocast,
+)
+from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
+from dlsteps.train.steps import FirstStepGuard, SupervisedStep, TrainStep
+
+
+@dataclass
+class StageRun:
+    """What one training stage gets from the run around it."""
+
+    project: Project
+    reporter: Reporter
+    history: dict[str, Verdict]
+    config_hash: str
+    resuming: bool  # continue from the stage's checkpoint (``--resume``)
+    stop_requested: Callable[[], bool] | None = None  # SIGINT/SIGTERM
+    callbacks: Sequence[Callback] = field(default_factory=tuple)  # the caller's own
+
+
+class _Report(Callback):
+    """Progress on the console at every flush."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def at_flush(self, progress: Progress) -> Stop | None:
+        self.reporter.progress(progress)
+        return None
+
+
+def train_stage(
+    ctx: StageRun, stage: Stage, plan: StagePlan, stage_dir: StageDir
+) -> tuple[Verdict, list[str]]:
+    """Assemble a training stage from its plan, fit it, and judge the curves it logged."""
+    project, cfg, knobs = ctx.project, plan.config, plan.knobs
+    task = project.task(plan)
+    model = project.model(plan)
+    notes: list[str] = _regularizers_off(model, plan) if stage.plain else []
+    if knobs.init_from:
+        source_dir = project.run.stage(knobs.init_from)
+        _load_weights(model, source_dir, knobs.init_from)
+        notes.append(f"weights initialised from the {knobs.init_from} checkpoint")
+    train_source, val_source = _sources(ctx, task, plan, stage.plain, notes)
+    total = knobs.steps or (knobs.epochs or 1) * train_source.steps_per_epoch
+    optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
+    scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
+    loss_fn = task.loss().to(project.device)
+    autocast = make_autocast(project.device, cfg.precision)
+    step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
+    live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
+    ckpts = resume.StageCheckpoints(
+        stage_dir,
+        ctx.config_hash,
+        live,
+        val_every=knobs.val_every,
+        minutes=cfg.log.checkpoint_minutes,
+        every=cfg.log.checkpoint_every,
+    )
+    point = ckpts.continue_from() if ctx.resuming else None
+    start = point["step"] if point is not None else 0
+    gate = knobs.gate
+    callbacks: list[Callback] = [_Report(ctx.reporter), ckpts, *ctx.callbacks]
+    if stage.plain and knobs.early_stop:
+        # the gate's own rule; a resumed stage also sees the losses logged before its checkpoint
+        logged = stage_dir.curves().get_curve("train/loss").values if point else ()
+        callbacks.append(EarlyStop(gate.window, _reached(gate), primed=logged))
+    if point is not None:
+        notes.append(f"resumed after step {start} from its checkpoint")
+    if gate.max_seconds is not None:
+        callbacks.append(TimeBudget(gate.max_seconds))
+    setup = FitSetup(
+        model=model,
+        step=FirstStepGuard(step),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn,
+        train=train_source,
+        val=val_source,
+        total_steps=total,
+        device=project.device,
+        val_every=knobs.val_every,
+        autocast=autocast,
+        flush_every=min(cfg.log.flush_every, gate.window) if stage.plain else cfg.log.flush_every,
+        callbacks=callbacks,
+    )
+    if distributed.active():
+        setup = distributed.adapt(setup)
+        notes.append(distributed.describe(project.device))
+    ctx.reporter.stage_started(stage.name, total, notes)
+    result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
+    ckpts.save(result.last_step, finished=result.reason)
+    curves = stage_dir.curves()
+    primary = task.primary(cfg.metrics.primary)
+    verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary))
+    verdict.figures["stopped"] = result.reason.value
+    if result.reason is StopReason.PRUNED:
+        verdict.status = "pruned"
+        verdict.figures["pruned_at_step"] = result.last_step
+        # a gate judged on a curve cut short by design would only report false failures
+        verdict.diagnoses = [d for d in verdict.diagnoses if d.severity != "fail"]
+        notes.append(f"pruned at step {result.last_step}: {result.message}")
+    if result.reason is StopReason.TIME_BUDGET:
+        notes.append(f"stopped at the wall-time budget of {gate.max_seconds:g} s")
+    return verdict, notes
+
+
+def _reached(gate: Any) -> Callable[[Sequence[float]], bool]:
+    """The overfit gate's rule as an early-stop test on the last ``window`` losses."""
+
+    def reached(recent: Sequence[float]) -> bool:
+        return overfit_reached(np.asarray(recent), gate.window, gate.train_loss_below) is not None
+
+    return reached
+
+
+def _sources(
+    ctx: StageRun, task: Task, plan: StagePlan, plain: bool, notes: list[str]
+) -> tuple[FixedBatch | StepStream, StepStream]:
+    """The stage's train batches (its few samples held as one batch in the plain stages,
+    the whole augmented train set otherwise) and the random val batches."""
+    project, cfg, knobs = ctx.project, plan.config, plan.knobs
+    train, val = project.datasets(plan)
+    device = project.device
+    pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else device.type == "cuda"
+    loading = {
+        "num_workers": workers(cfg.data),
+        "pin_memory": pin,
+        "persistent_workers": cfg.data.persistent_workers,
+        **distributed.shard(),
+    }
+    if plain:
+        indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
+        notes.append(f"train samples {indices} in one batch")
+        source: FixedBatch | StepStream = FixedBatch(NamedItems(train, "train"), indices, device)
+    else:  # augmentation wraps the train set only: val stays the same for every stage
+        entries = resolve_entries(knobs.augmentations, train)
+        augmented = augment_train(
+            train, entries, mask=task.dense_targets, ignore_index=cfg.data.ignore_index
+        )
+        if entries:
+            notes.append(f"train-only augmentation: {describe(entries)}")
+        elif knobs.augmentations == "auto":
+            notes.append("no default augmentation for non-image inputs; set augmentations")
+        source = StepStream(
+            NamedItems(augmented, "train"),
+            distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
+            cfg.seed,
+            **loading,
+        )
+    val_key = "data.val_batch_size" if cfg.data.val_batch_size else "data.batch_size"
+    val_source = StepStream(
+        NamedItems(val, "val"),
+        distributed.per_rank_batch(cfg.data.val_batch_size or cfg.data.batch_size, val_key),
+        cfg.seed + 1,
+        **loading,
+    )
+    return source, val_source
+
+
+def _train_step(
+    ctx: StageRun,
+    task: Task,
+    stage: Stage,
+    plan: StagePlan,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    autocast: Any,
+    notes: list[str],
+) -> TrainStep:
+    """The per-step update: supervised (class-weighted train loss where asked, DDP-wrapped
+    under --nproc), or the generator-plus-critic step of the adversarial stage."""
+    project, cfg = ctx.project, plan.config
+    if stage.kind == "adversarial":
+        train, _ = project.datasets(plan)
+        notes.append(
+            f"critic {cfg.adversarial.critic.name}, {cfg.adversarial.critic_steps} "
+            f"critic steps per generator step"
+        )
+        return adversarial.build_step(
+            cfg, model, optimizer, loss_fn, train, project.device, autocast
+        )
+    # class weights shape the train loss only; val/loss stays comparable across stages
+    weights = None
+    if not stage.plain and plan.knobs.class_weights != "none":
+        train, _ = project.datasets(plan)
+        weights = task.class_weights(
+            plan.knobs.class_weights, project.stats(plan), getattr(train, "num_classes", None)
+        )
+    train_loss_fn = loss_fn
+    if weights is not None:
+        train_loss_fn = task.loss(weights).to(project.device)
+        shown = ", ".join(f"{w:.3g}" for w in weights)
+        notes.append(f"class weights ({_spec(plan.knobs.class_weights)}): [{shown}]")
+    return SupervisedStep(
+        distributed.wrap(model, project.device),
+        optimizer,
+        train_loss_fn,
+        autocast,
+        cfg.optim.grad_clip,
+        _grad_scaler(project.device, cfg),
+    )
+
+
+def _fit_logged(
+    ctx: StageRun,
+    task: Task,
+    stage: Stage,
+    plan: StagePlan,
+    stage_dir: StageDir,
+    setup: FitSetup,
+    ckpts: resume.StageCheckpoints,
+    point: dict[str, Any] | None,
+) -> FitResult:
+    """Run the loop into the stage's logbook, with what is logged beside the steps: the
+    baseline, the observer's start, periodic and stage-end val passes and pictures."""
+    project = ctx.project
+    start = point["step"] if point is not None else 0
+    # a resumed stage hides from TensorBoard what a killed attempt logged after the checkpoint
+    with stage_dir.logbook(purge_step=start + 1 if start else None) as logbook:
+        if stage.logs_baseline and not start:
+            train, _ = project.datasets(plan)
+            base = task.baseline_loss(project.stats(plan), getattr(train, "num_classes", None))
+            if base is not None:
+                logbook.write([Row(0, "baseline/val_loss", base)])
+        observer = None
+        if project.run.writes:  # full val metrics and pictures on the process that logs
+            observer = StageObserver(
+                plan,
+                task,
+                setup.model,
+                project.datasets(plan),
+                stage_dir,
+                logbook,
+                project.device,
+                setup.autocast,
+                project.stats(plan),
+            )
+            if not start:
+                observer.start()
+            setup.callbacks = [*setup.callbacks, *observer.callbacks()]
+        if ctx.stop_requested is not None:
+            setup.callbacks = [*setup.callbacks, Interrupt(ctx.stop_requested)]
+        result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
+        if result.reason is StopReason.INTERRUPTED:
+            if observer is not None:
+                observer.close()
+            raise ckpts.interrupted(result.last_step)
+        # killed after its final checkpoint: the stage only needs judging
+        if not resume.finished(point) and observer is not None:
+            observer.finish(result.last_step)  # the stage-end metrics the gates compare
+    return result
+
+
+def _spec(spec: Any) -> str:
+    return "explicit" if isinstance(spec, list) else "median" if spec == "auto" else str(spec)
+
+
+def _grad_scaler(device: torch.device, cfg: Any) -> torch.amp.GradScaler | None:
+    """fp16 autocast needs loss scaling; bf16 and fp32 do not."""
+    if device.type == "cuda" and cfg.precision == "16":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def _regularizers_off(model: nn.Module, plan: StagePlan) -> list[str]:
+    notes = []
+    if (n := disable_dropout(model)) > 0:
+        notes.append(f"dropout off in {n} layers")
+    if plan.config.optim.weight_decay > 0:
+        notes.append(f"weight decay {plan.config.optim.weight_decay:g} off")
+    if plan.config.optim.scheduler != "none" or plan.config.optim.warmup_steps:
+        notes.append("LR schedule off (constant LR)")
+    if plan.knobs.augmentations:
+        notes.append("augmentation off")
+    return notes
+
+
+def _load_weights(model: nn.Module, source: StageDir, stage: str) -> None:
+    if not source.checkpoint.exists():
+        raise UserError(
+            f"init_from: no checkpoint of stage '{stage}' at {source.checkpoint}; "
+            "run that stage first"
+        )
+    state = checkpoint.read(source.checkpoint, "init_from")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UserError(
+            f"init_from: the {stage} checkpoint does not fit this model: {exc}"
+        ) from exc

@@ -1,0 +1,88 @@
+"""Where logged rows go: ``scalars.jsonl``, TensorBoard event files, or nowhere.
+
+Every sink receives exactly the same rows; tests and gates read the JSONL, people read
+TensorBoard. Which sinks a stage gets is decided once, at the top (``rundir.run``): the
+process that owns the run directory gets the files, every other DDP rank the null sink.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard import SummaryWriter
+
+from dlsteps.logbook.curves import Row, jsonable
+from dlsteps.rundir.layout import SCALARS_JSONL
+
+
+class Sink(Protocol):
+    def write(self, rows: Sequence[Row], now: float) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """Appends one ``{"step", "tag", "value", "time"}`` object per row to ``scalars.jsonl``."""
+
+    def __init__(self, stage_dir: Path) -> None:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        self._fh = (stage_dir / SCALARS_JSONL).open("a", encoding="utf-8")
+
+    def write(self, rows: Sequence[Row], now: float) -> None:
+        lines = [
+            json.dumps({"step": r.step, "tag": r.tag, "value": jsonable(r.value), "time": now})
+            for r in rows
+        ]
+        if lines:
+            self._fh.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class TensorBoardSink:
+    """The same rows as TensorBoard scalars, one event per step."""
+
+    def __init__(self, stage_dir: Path, purge_step: int | None = None) -> None:
+        # purge_step makes TensorBoard hide events at or after it from a crashed earlier run
+        self._writer = SummaryWriter(str(stage_dir), purge_step=purge_step, flush_secs=30)
+
+    def write(self, rows: Sequence[Row], now: float) -> None:
+        by_step: dict[int, list[Summary.Value]] = {}
+        for row in rows:
+            by_step.setdefault(row.step, []).append(
+                Summary.Value(tag=row.tag, simple_value=row.value)
+            )
+        # one event per step holding all its scalars: what add_scalar writes, at a fifth of
+        # its cost (measured: 39 vs 180 us for a step's 7 values)
+        events = self._writer._get_file_writer()
+        for step, values in by_step.items():
+            events.add_summary(Summary(value=values), step, now)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class NullSink:
+    """Drops every row: a DDP rank other than 0 logs the same (averaged) values rank 0 does."""
+
+    def write(self, rows: Sequence[Row], now: float) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

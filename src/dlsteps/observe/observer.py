@@ -1,0 +1,192 @@
+"""What a training stage shows beside its loss curves: full val metrics and sample pictures.
+
+``StageObserver`` gives the engine periodic callbacks (``metrics.every``,
+``metrics.images_every``), measures at the start where the task asks for it, and at the
+end of the stage runs one more full val pass whose values the gates compare. What is
+measured and pictured is the task's (``Task.metric_set``, ``Task.picture``). It writes:
+
+- ``metrics/<name>`` rows to the logbook (JSONL + TensorBoard scalars);
+- the picture of fixed val samples to TensorBoard (``samples``) and to
+  ``<stage>/samples.png`` for the report;
+- ``<stage>/metrics.json``: the stage-end values and the confusion matrix;
+- the stage's hyper-parameters with its metrics under TensorBoard's HParams plugin, so
+  stages and runs can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from dlsteps.config import StagePlan
+from dlsteps.data.loading import workers
+from dlsteps.data.stats import DataStats
+from dlsteps.logbook.book import Logbook
+from dlsteps.logbook.curves import Row
+from dlsteps.observe.images import png_bytes
+from dlsteps.observe.metrics import MetricValues, evaluate, val_loader
+from dlsteps.rundir.layout import PICTURES_SUFFIX
+from dlsteps.rundir.run import StageDir
+from dlsteps.tasks.base import Task
+from dlsteps.train.callbacks import Periodic
+from dlsteps.train.engine import Callback
+
+
+class StageObserver:
+    """Metric passes and pictures of one stage's model on its val set."""
+
+    def __init__(
+        self,
+        plan: StagePlan,
+        task: Task,
+        model: nn.Module,
+        datasets: tuple[Dataset, Dataset],
+        stage_dir: StageDir,
+        logbook: Logbook,
+        device: torch.device,
+        autocast: contextlib.AbstractContextManager | None = None,
+        stats: DataStats | None = None,
+    ) -> None:
+        cfg = plan.config
+        train, val = datasets
+        names = getattr(val, "class_names", None) or getattr(train, "class_names", None)
+        self.plan, self.task, self.model = plan, task, model
+        self.stage_dir, self.logbook = stage_dir, logbook
+        self.device, self.autocast = device, autocast
+        self.class_names = list(names) if names else None
+        # class count and names from the data set when it says them, else from the output
+        self.metric_set = task.metric_set(
+            getattr(train, "num_classes", None), self.class_names, stats
+        )
+        pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else device.type == "cuda"
+        self.loader = val_loader(
+            val, cfg.data.val_batch_size or cfg.data.batch_size, workers(cfg.data), pin
+        )
+        self.fixed = _fixed_samples(val, cfg.metrics.images)
+        self.last: MetricValues | None = None
+        self.last_step = -1
+        self._pictured = -1  # step of the last picture: the stage end may coincide with one
+        self._writer: SummaryWriter | None = None
+
+    def callbacks(self) -> list[Callback]:
+        """Full val metrics every ``metrics.every`` and pictures every ``metrics.images_every``
+        steps, as engine callbacks."""
+        m = self.plan.config.metrics
+        out: list[Callback] = []
+        if m.every:
+            out.append(Periodic(m.every, self.measure))
+        if self.fixed is not None and m.images_every:
+            out.append(Periodic(m.images_every, self.picture))
+        return out
+
+    def start(self) -> None:
+        """Before the first step, where the task measures its starting point (generative:
+        the generator a stage continues from)."""
+        if self.task.measure_at_start:
+            self.measure(0)
+            self.picture(0)
+
+    def measure(self, step: int) -> MetricValues:
+        """A full val pass at ``step``, logged as ``metrics/<name>`` rows."""
+        if step != self.last_step or self.last is None:
+            self.last = evaluate(
+                self.model, self.loader, self.metric_set, self.device, self.autocast
+            )
+            self.last_step = step
+            rows = [Row(step, f"metrics/{k}", v) for k, v in self.last.scalars.items()]
+            self.logbook.write(rows)
+            self.logbook.flush()
+        return self.last
+
+    def picture(self, step: int) -> np.ndarray | None:
+        """Input / target / prediction of the fixed val samples, to TensorBoard and PNG."""
+        if self.fixed is None or step == self._pictured:
+            return None
+        self._pictured = step
+        x, y = self.fixed
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad(), self.autocast or contextlib.nullcontext():
+            out = self.model(x.to(self.device))
+        self.model.train(was_training)
+        pic = self.task.picture(x, y, out, self.class_names)
+        if pic is not None:
+            self.writer.add_image("samples", pic, step, dataformats="HWC")
+            self.writer.flush()
+            self.stage_dir.write_samples(png_bytes(pic))
+        return pic
+
+    def finish(self, step: int) -> None:
+        """The stage-end pass: metrics (the gates' values), picture, metrics.json, HParams."""
+        values = self.measure(step)
+        self.stage_dir.write_metrics({"step": step, **values.to_json()})
+        self.picture(step)
+        names = [*self.task.metrics, *(k for k in values.scalars if "/" in k)]
+        exp, ssi, sei = hparams(
+            _hyper_parameters(self.plan), {f"metrics/{name}": 0.0 for name in names}
+        )
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+        self.close()
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """Pictures and HParams in their own event file beside the logbook's scalars (the
+        same TensorBoard run), opened on first use."""
+        if self._writer is None:
+            self._writer = SummaryWriter(str(self.stage_dir.path), filename_suffix=PICTURES_SUFFIX)
+        return self._writer
+
+    def close(self) -> None:
+        """Called by ``finish``; a stage that stops early has every picture flushed already."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _fixed_samples(val: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``count`` val samples spread evenly over the set, the same ones at every picture."""
+    size = len(val)  # type: ignore[arg-type]
+    if count == 0 or size == 0:
+        return None
+    indices = sorted({int(i) for i in np.linspace(0, size - 1, min(count, size)).round()})
+    return next(iter(DataLoader(Subset(val, indices), batch_size=len(indices))))
+
+
+def _hyper_parameters(plan: StagePlan) -> dict[str, Any]:
+    """Flat, TensorBoard-typed (str/int/float/bool) hyper-parameters of a stage."""
+    cfg, knobs = plan.config, plan.knobs
+    flat: dict[str, Any] = {
+        "stage": plan.stage,
+        "task": cfg.task,
+        "seed": cfg.seed,
+        "data": cfg.data.name,
+        "batch_size": cfg.data.batch_size,
+        "model": cfg.model.name,
+        "optim": cfg.optim.name,
+        "lr": cfg.optim.lr,
+        "weight_decay": cfg.optim.weight_decay,
+        "scheduler": cfg.optim.scheduler,
+        "precision": cfg.precision,
+        "steps": knobs.steps or 0,
+        "epochs": knobs.epochs or 0,
+        "augmentations": knobs.augmentations
+        if isinstance(knobs.augmentations, str)
+        else ",".join(_names(knobs.augmentations)) or "none",
+    }
+    for key, value in cfg.model.args.items():
+        if isinstance(value, int | float | str | bool):
+            flat[f"model.{key}"] = value
+    return flat
+
+
+def _names(augmentations: list[Any]) -> list[str]:
+    """``[hflip, {gaussian_noise: {sigma: 0.1}}]`` → ``["hflip", "gaussian_noise"]``."""
+    return [n for e in augmentations for n in (e if isinstance(e, dict) else [str(e)])]

@@ -1,0 +1,29 @@
+"""Every file name of a run directory (a contract), spelled here and nowhere else::
+
+runs/<name>-<YYYYmmdd-HHMMSS>/
+  config.yaml                  the fully resolved config
+  summary.json                 the verdict, rewritten atomically after each stage
+  data_stats.json              label counts and content hashes
+  report.html                  the self-contained report
+  <stage>/scalars.jsonl        one {"step", "tag", "value", "time"} per logged value
+  <stage>/events.out.tfevents.*  the same scalars (and pictures) for TensorBoard
+  <stage>/verdict.json         that stage's status, diagnoses and key figures
+  <stage>/checkpoint.pt        for --resume and for init_from
+  <stage>/metrics.json         stage-end val metrics and confusion matrix
+  <stage>/samples.png          input / target / prediction of fixed val samples
+  <stage>/trace/               torch.profiler traces (dlsteps profile --trace)
+"""
+
+CONFIG_YAML = "config.yaml"
+SUMMARY_JSON = "summary.json"
+DATA_STATS_JSON = "data_stats.json"
+REPORT_HTML = "report.html"
+
+SCALARS_JSONL = "scalars.jsonl"
+EVENTS_GLOB = "events.out.tfevents.*"
+PICTURES_SUFFIX = ".pictures"  # the event file of pictures and HParams beside the scalars
+VERDICT_JSON = "verdict.json"
+CHECKPOINT_PT = "checkpoint.pt"
+METRICS_JSON = "metrics.json"
+SAMPLES_PNG = "samples.png"
+TRACE_DIR = "trace"

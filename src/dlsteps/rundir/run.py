@@ -1,0 +1,238 @@
+"""``RunDir``: the one owner of a run directory's files: every read and every write.
+
+Whether this process writes at all is decided once, when the ``RunDir`` is made: under
+DDP rank 0 owns the directory and the other ranks get a ``RunDir`` that reads but never
+writes (their logbooks go to the null sink). Nothing below that point asks for a rank.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from dlsteps.errors import UserError
+from dlsteps.judge.verdict import Verdict
+from dlsteps.logbook.book import Logbook
+from dlsteps.logbook.curves import Curves, kept_lines, read_curves
+from dlsteps.rundir import layout
+from dlsteps.rundir.atomic import write_bytes, write_json, write_text, write_with
+
+# Stage statuses that end a stage for good: --resume keeps them as they are.
+FINISHED = ("passed", "failed", "skipped")
+
+
+def overall_status(statuses: Iterable[str]) -> str:
+    """The run's status from its stages' (a contract of ``summary.json``): any failed
+    stage fails the run; otherwise a pruned one (an ablation stopped it) marks it pruned."""
+    statuses = list(statuses)
+    if "failed" in statuses:
+        return "failed"
+    return "pruned" if "pruned" in statuses else "passed"
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """``<run>/<stage>/``: the stage's logbook, verdict, checkpoint, metrics and pictures."""
+
+    path: Path
+    writes: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / layout.CHECKPOINT_PT
+
+    @property
+    def trace(self) -> Path:
+        return self.path / layout.TRACE_DIR
+
+    @property
+    def samples_png(self) -> Path:
+        return self.path / layout.SAMPLES_PNG
+
+    def create(self) -> None:
+        if self.writes:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    # -- the logbook
+    def logbook(self, purge_step: int | None = None) -> Logbook:
+        """Files in this directory, or the null sink where this process does not write."""
+        return Logbook.files(self.path, purge_step) if self.writes else Logbook.null()
+
+    def curves(self) -> Curves:
+        return read_curves(self.path)
+
+    def truncate_logbook(self, last_step: int) -> int:
+        """Keep only the rows at or before ``last_step`` (a checkpoint's step); returns how
+        many were dropped. Rows logged after the checkpoint by a killed run would otherwise
+        appear twice once the resumed run logs those steps again; a torn last line goes too.
+        TensorBoard is told by opening the next logbook with ``purge_step=last_step + 1``."""
+        found = kept_lines(self.path, last_step)
+        if found is None:
+            return 0
+        kept, dropped = found
+        if dropped and self.writes:
+            write_text(self.path / layout.SCALARS_JSONL, "".join(f"{line}\n" for line in kept))
+        return dropped
+
+    def discard_logbook(self) -> None:
+        """Remove the logbook (JSONL and event files): a stage restarted from step 0 after a
+        crash before its first checkpoint logs every value again."""
+        if not self.writes:
+            return
+        (self.path / layout.SCALARS_JSONL).unlink(missing_ok=True)
+        for events in self.path.glob(layout.EVENTS_GLOB):
+            events.unlink(missing_ok=True)
+
+    # -- verdict, metrics, pictures, checkpoint
+    def write_verdict(self, verdict: Verdict, notes: list[str]) -> None:
+        if self.writes:
+            write_json(
+                self.path / layout.VERDICT_JSON,
+                {"name": self.name, **verdict.to_json(), "notes": notes},
+            )
+
+    def read_verdict(self) -> Verdict | None:
+        path = self.path / layout.VERDICT_JSON
+        if not path.is_file():
+            return None
+        return Verdict.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+    def write_metrics(self, payload: Mapping[str, Any]) -> None:
+        if self.writes:
+            write_json(self.path / layout.METRICS_JSON, dict(payload))
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        path = self.path / layout.METRICS_JSON
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def write_samples(self, png: bytes) -> None:
+        if self.writes:
+            write_bytes(self.samples_png, png)
+
+    def save_checkpoint(self, write: Callable[[IO[bytes]], None]) -> None:
+        """``write(fh)`` (``torch.save``) into ``checkpoint.pt``, atomically."""
+        if self.writes:
+            write_with(self.checkpoint, write)
+
+
+class RunDir:
+    """``runs/<name>-<time>/`` or a ``--run-dir``: its config, summary, data statistics,
+    report and stage directories."""
+
+    def __init__(self, path: Path, writes: bool = True) -> None:
+        self.path, self.writes = Path(path), writes
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def new(cls, root: Path, name: str) -> RunDir:
+        """``root/<name>-<YYYYmmdd-HHMMSS>``, with a ``-2``, ``-3``... suffix if taken."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = root / f"{name}-{stamp}"
+        candidate, n = base, 1
+        while True:
+            try:
+                candidate.mkdir(parents=True, exist_ok=False)
+                return cls(candidate)
+            except FileExistsError:
+                n += 1
+                candidate = base.with_name(f"{base.name}-{n}")
+
+    @classmethod
+    def fresh(cls, path: Path) -> RunDir:
+        """A ``--run-dir`` for a new run: it must be missing or empty, never overwritten."""
+        if path.exists() and any(path.iterdir()):
+            raise UserError(
+                f"--run-dir {path} exists and is not empty; choose another directory, "
+                f"or continue it with --resume {path}"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / layout.REPORT_HTML
+
+    @property
+    def config_yaml(self) -> Path:
+        return self.path / layout.CONFIG_YAML
+
+    @property
+    def data_stats_json(self) -> Path:
+        return self.path / layout.DATA_STATS_JSON
+
+    def is_run(self) -> bool:
+        return (self.path / layout.SUMMARY_JSON).is_file()
+
+    def stage(self, name: str) -> StageDir:
+        return StageDir(self.path / name, self.writes)
+
+    # -- config and summary
+    def write_config(self, resolved: Mapping[str, Any]) -> None:
+        if self.writes:
+            write_text(self.config_yaml, yaml.safe_dump(dict(resolved), sort_keys=False))
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if self.writes:
+            write_json(self.path / layout.SUMMARY_JSON, dict(summary))
+
+    def read_summary(self, key: str = "") -> dict[str, Any]:
+        """The recorded summary; ``key`` (``--resume``) prefixes the error when there is none."""
+        path = self.path / layout.SUMMARY_JSON
+        where = f"{key} {self.path}" if key else str(self.path)
+        if not path.is_file():
+            raise UserError(f"{where}: no summary.json there; is it a dlsteps run directory?")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: summary.json is not valid JSON ({exc})") from exc
+
+    def summary_to_resume(self, digest: str) -> dict[str, Any]:
+        """The summary of the run to continue; refuses a directory made with another config
+        (``digest`` is ``train.checkpoint.config_hash`` of this config)."""
+        summary = self.read_summary("--resume")
+        stored = summary.get("config_hash")
+        if stored is None:
+            raise UserError(
+                f"--resume {self.path}: the run records no config hash; start a new run"
+            )
+        if stored != digest:
+            raise UserError(
+                f"--resume {self.path}: the run was made with another config (hash {stored}, "
+                f"this config {digest}); resume with the run's own config (leave CONFIG out to "
+                f"use {self.config_yaml}), or start a new run"
+            )
+        return summary
+
+    def stored_verdict(self, entry: Mapping[str, Any]) -> Verdict:
+        """The verdict of a finished stage, from its ``verdict.json`` (the summary entry when a
+        stage, like a skipped one, wrote none)."""
+        return self.stage(entry["name"]).read_verdict() or Verdict.from_json(entry)
+
+    def write_report(self, html: str) -> Path:
+        if self.writes:
+            write_text(self.report_html, html)
+        return self.report_html
+
+
+def finished_entries(summary: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Stage → summary entry, for the stages an earlier attempt ended."""
+    if summary is None:
+        return {}
+    return {e["name"]: e for e in summary.get("stages", []) if e.get("status") in FINISHED}
+
+
+def stamp() -> str:
+    """Now, as the summary records times."""
+    return datetime.now().isoformat(timespec="seconds")

@@ -1,0 +1,142 @@
+"""``Task``: everything that differs between kinds of projects, behind one interface.
+
+The ladder, preflight, the observer and the gates hold a ``Task`` and call it; none of
+them asks which task it is. A task owns
+
+- its default loss, and the loss a fresh model should start at;
+- the input-independent baseline (the best predictor that ignores the input);
+- the target contract: what an output and a target batch must look like, and what the
+  label counts must say;
+- its val metrics and the primary metric the augment and scale-up gates compare;
+- its pictures of inputs, targets and predictions;
+- its ladder (``ladder.stages``).
+
+A new task is a subclass in one file plus ``tasks.register_task(name, cls)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlsteps.data.stats import DataStats
+from dlsteps.errors import ConfigError, did_you_mean
+from dlsteps.judge.diagnoses import Diagnosis, hint
+from dlsteps.judge.verdict import Primary
+from dlsteps.ladder.stages import STANDARD_LADDER, Stage
+from dlsteps.observe.images import image_to_image_picture, on_cpu
+from dlsteps.observe.metrics import MetricSet
+
+
+class Task:
+    """One kind of project. Class attributes are facts about the task; methods take what
+    they need from the data (stats, outputs, targets) as arguments."""
+
+    name: ClassVar[str]
+    ladder: ClassVar[tuple[Stage, ...]] = STANDARD_LADDER
+    # the val metrics and whether higher is better; the first is the default primary metric
+    metrics: ClassVar[Mapping[str, bool]]
+    counts_labels: ClassVar[bool] = False  # targets are class labels (counted per split)
+    dense_targets: ClassVar[bool] = False  # a target per pixel: it moves with the image
+    measure_at_start: ClassVar[bool] = False  # full val metrics (and a picture) at step 0 too
+    ignore_index: int | None = None  # a target value left out of loss and metrics
+
+    @classmethod
+    def from_config(cls, config: Any) -> Task:
+        """The task set up with a validated ``Config``'s data settings."""
+        return cls()
+
+    # --- loss ---------------------------------------------------------------------------
+    def loss(self, class_weights: Sequence[float] | None = None) -> nn.Module:
+        raise NotImplementedError
+
+    def expected_init_loss(self, num_outputs: int) -> float | None:
+        """The loss of a fresh model that predicts 'don't know'; None when there is no
+        closed form."""
+        return None
+
+    def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
+        """Val loss of the best input-independent predictor fitted on train."""
+        return None
+
+    # --- the target contract -------------------------------------------------------------
+    def batch_problem(self, out: torch.Tensor, y: torch.Tensor) -> str | None:
+        """What is wrong with a model output batch ``out`` against a target batch ``y``."""
+        if tuple(out.shape) != tuple(y.shape):
+            # MSE/L1 would broadcast [B, 1] against [B] to [B, B] with only a warning
+            return f"prediction {tuple(out.shape)} and target {tuple(y.shape)} differ"
+        return None
+
+    def check_labels(self, stats: DataStats, num_outputs: int) -> list[Diagnosis]:
+        """The label counts against the model's outputs (tasks with class labels)."""
+        return []
+
+    def check_init(
+        self, loss: float, out: torch.Tensor, stats: DataStats | None
+    ) -> list[Diagnosis]:
+        """The loss of a fresh model on a probe batch (``out`` its outputs)."""
+        if not math.isfinite(loss):
+            return [
+                Diagnosis(
+                    "nan_loss",
+                    f"the loss of a fresh model on a probe batch is {loss}. {hint('nan_loss')}",
+                )
+            ]
+        return []
+
+    # --- metrics, pictures, data engineering --------------------------------------------------
+    def primary(self, configured: str = "auto") -> Primary:
+        """Resolve ``metrics.primary``; an unknown name is a config error."""
+        names = list(self.metrics)
+        name = names[0] if configured == "auto" else configured
+        if name not in names:
+            raise ConfigError(
+                f"metrics.primary: '{configured}' is not a {self.name} metric."
+                f"{did_you_mean(configured, names)} Choose one of: auto, {', '.join(names)}"
+            )
+        return Primary(name, self.metrics[name])
+
+    def metric_set(
+        self, num_classes: int | None, class_names: list[str] | None, stats: DataStats | None
+    ) -> MetricSet:
+        raise NotImplementedError
+
+    def picture(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        out: torch.Tensor,
+        class_names: list[str] | None = None,
+    ) -> np.ndarray | None:
+        """(H, W, 3) uint8 picture of inputs, targets and predictions; None when the data
+        is nothing a person can look at."""
+        return None
+
+    def class_weights(
+        self, spec: str | Sequence[float], stats: DataStats, num_classes: int | None
+    ) -> list[float] | None:
+        """Per-class loss weights for ``class_weights: spec``; None for tasks without classes."""
+        return None
+
+
+class ValueTask(Task):
+    """Float targets predicted as they are (regression, generative): pictures show input,
+    target and prediction side by side when the targets are images."""
+
+    def picture(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        out: torch.Tensor,
+        class_names: list[str] | None = None,
+    ) -> np.ndarray | None:
+        cpu = on_cpu(x, y, out)
+        if cpu is None or cpu[1].dim() != 4:
+            return None
+        x, y, out = cpu
+        return image_to_image_picture(x, y.float(), out.reshape(y.shape))

@@ -19,11 +19,13 @@ run: $(BIN)/dlsteps
 test: $(BIN)/dlsteps
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: $(BIN)/dlsteps
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 format: $(BIN)/dlsteps
 	$(BIN)/ruff format src tests scripts

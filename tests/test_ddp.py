@@ -34,8 +34,32 @@ CONFIG = {
 }
 
 
-def _dlsteps(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# Loaded by every interpreter of the run (sitecustomize): on rank 1 it notes each file the
+# process opens for writing, at once, so the list survives torchrun stopping the rank.
+WRITE_TRACER = """
+import builtins, io, os
+if os.environ.get("RANK") == "1":
+    _log, _open, _os_open = os.environ["WRITES_LOG"], builtins.open, os.open
+    def _note(path):
+        with _open(_log, "a") as fh:
+            fh.write(os.path.abspath(os.fsdecode(path)) + "\\n")
+    def _traced_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+"):
+            _note(file)
+        return _open(file, mode, *args, **kwargs)
+    def _traced_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            _note(path)
+        return _os_open(path, flags, *args, **kwargs)
+    builtins.open = io.open = _traced_open
+    os.open = _traced_os_open
+"""
+
+
+def _dlsteps(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "dlsteps", *args],
         cwd=cwd,
@@ -67,7 +91,14 @@ def test_two_gloo_processes_train_the_curve_of_one_and_only_rank_0_writes(cli, t
         (work / "ddp.yaml").write_text(yaml.safe_dump(CONFIG))
     args = ("run", "ddp.yaml", "--from", "full-data", "--to", "full-data", "--run-dir", "run")
     single = cli(*args, "--json", cwd=one)  # in this process
-    double = _dlsteps(two, *args, "--json", "--nproc", "2")
+    tracer = tmp_path / "tracer"
+    tracer.mkdir()
+    (tracer / "sitecustomize.py").write_text(WRITE_TRACER)
+    log = tmp_path / "rank1-writes.txt"
+    path = os.pathsep.join([str(tracer), os.environ.get("PYTHONPATH", "")])
+    double = _dlsteps(
+        two, *args, "--json", "--nproc", "2", env={"PYTHONPATH": path, "WRITES_LOG": str(log)}
+    )
     assert single.code in (0, 1), single.err
     # the launcher hands back rank 0's code: the same verdict, the same exit code
     assert double.returncode == single.code, double.stderr
@@ -82,6 +113,10 @@ def test_two_gloo_processes_train_the_curve_of_one_and_only_rank_0_writes(cli, t
     notes = summary["stages"][0]["notes"]
     assert "DDP over 2 processes (gloo on cpu); each reads 1/2 of every global batch" in notes
 
+    # rank 1 opened no file for writing under the run (the tracer saw it run: it logged
+    # nothing there, but rank 1 existed, so its process imported the tracer)
+    written = log.read_text().split() if log.exists() else []
+    assert [p for p in written if p.startswith(str(two))] == []
     # only rank 0 wrote: the same files as one process (one event file per writer, no
     # second logbook, no stray runs/ directory), and every value logged exactly once
     assert sorted(p.name for p in two.iterdir()) == ["ddp.yaml", "run"]

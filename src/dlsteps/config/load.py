@@ -77,6 +77,7 @@ def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> LoadedConf
 
 def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> LoadedConfig:
     """Validate a raw mapping: the top level, then every stage with its overlay applied."""
+    raw = _stage_names_checked(raw, where)
     base = _validate(Config, raw, where, prefix="")
     overlays: dict[str, dict[str, Any]] = {}
     for key, overlay in base.stages.items():
@@ -94,6 +95,8 @@ def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> 
         config = _validate(Config, merged, where, prefix=f"stages.{stage}.")
         record = STAGES[stage]
         knob_values = _deep_merge(copy.deepcopy(dict(record.overlay)), knobs)
+        if isinstance(init := knob_values.get("init_from"), str):
+            knob_values["init_from"] = canonical_stage(init, f"{where}: stages.{stage}.init_from")
         if record.length_of and not {"steps", "epochs"} & set(knob_values):
             # as long as that stage, so the gate's metric comparison is like with like
             other = plans[record.length_of].knobs
@@ -110,6 +113,21 @@ def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> 
             StageConfig(),
         )
     return LoadedConfig(source=source, raw=raw, base=base, plans=plans)
+
+
+def _stage_names_checked(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``ablate.stage`` resolved to a training stage's name (aliases allowed), or a
+    ``ConfigError`` naming the key: the schema is data and knows no stage records."""
+    ablate = raw.get("ablate")
+    if not isinstance(ablate, Mapping) or not isinstance(ablate.get("stage"), str):
+        return raw
+    key = f"{where}: ablate.stage"
+    name = canonical_stage(ablate["stage"], key)
+    if name not in TRAINING_STAGES:
+        raise ConfigError(
+            f"{key}: '{name}' does not train; choose one of {', '.join(TRAINING_STAGES)}"
+        )
+    return {**raw, "ablate": {**ablate, "stage": name}}
 
 
 def resolved_dict(loaded: LoadedConfig) -> dict[str, Any]:

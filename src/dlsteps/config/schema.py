@@ -23,8 +23,7 @@ from pydantic import (
 )
 
 from dlsteps.config.augmentations import normalize_entries
-from dlsteps.errors import ConfigError, did_you_mean
-from dlsteps.ladder.stages import TRAINING_STAGES, canonical_stage
+from dlsteps.errors import did_you_mean
 from dlsteps.tasks import task_names
 
 # A task's name: a built-in (classification, segmentation, regression, generative) or one
@@ -128,7 +127,9 @@ class StageConfig(_Strict):
     samples: PositiveInt | None = Field(None, description="overfit stages: train samples used")
     val_every: PositiveInt = Field(1, description="steps between val-batch forwards")
     early_stop: bool = Field(True, description="overfit stages: stop once the gate is met")
-    init_from: str | None = Field(None, description="stage whose checkpoint starts this one")
+    init_from: str | None = Field(
+        None, description="stage whose checkpoint starts this one (checked by config.load)"
+    )
     augmentations: Literal["auto"] | list[dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="train-only transforms: names or {name: {args}} (see dlsteps.augment); "
@@ -157,16 +158,6 @@ class StageConfig(_Strict):
         if not isinstance(value, list):
             raise ValueError("expected a list of augmentation names or {name: {args}}")
         return normalize_entries(value)
-
-    @field_validator("init_from")
-    @classmethod
-    def _known_stage(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return canonical_stage(value, "init_from")
-        except ConfigError as exc:  # pydantic turns ValueError into a located message
-            raise ValueError(str(exc).removeprefix("init_from: ")) from None
 
 
 class PrunerConfig(_Strict):
@@ -216,7 +207,9 @@ class AblateConfig(_Strict):
     """``dlsteps ablate``: variants of this config trained side by side, each a trial of
     one stage; unpromising ones are stopped early."""
 
-    stage: str = Field("full-data", description="the training stage every trial runs")
+    stage: str = Field(
+        "full-data", description="the training stage every trial runs (checked by config.load)"
+    )
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="dotted key -> values; every combination is a trial"
     )
@@ -236,17 +229,6 @@ class AblateConfig(_Strict):
         1, description="worker processes on this machine (spread over the GPUs when several)"
     )
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
-
-    @field_validator("stage")
-    @classmethod
-    def _training_stage(cls, value: str) -> str:
-        try:
-            name = canonical_stage(value, "stage")
-        except ConfigError as exc:
-            raise ValueError(str(exc).removeprefix("stage: ")) from None
-        if name not in TRAINING_STAGES:
-            raise ValueError(f"'{name}' does not train; choose one of {', '.join(TRAINING_STAGES)}")
-        return name
 
     @model_validator(mode="after")
     def _grid_or_search(self) -> AblateConfig:

@@ -180,12 +180,12 @@ class _Climb:
         for name in order:  # finished stages outside this selection stay in the record
             if name in finished and name not in stages:
                 self.summary["stages"].append(finished[name])
-                self.history[name] = self.run_dir.stored_verdict(finished[name])
+                self.history[name] = self._stored(finished[name])
         for name in stages:
             if name in finished:
                 entry = finished[name]
                 self.summary["stages"].append(entry)
-                verdict = self.run_dir.stored_verdict(entry)
+                verdict = self._stored(entry)
                 self.history[name] = verdict
                 self.reporter.message(
                     f"[dim]▶ {name}: {entry['status']} before the resume, kept[/dim]"
@@ -279,8 +279,13 @@ class _Climb:
             verdict, notes = Verdict("skipped"), [stage.unconfigured]
         else:
             verdict, notes = train_stage(self.stage_run, stage, plan, stage_dir)
-        stage_dir.write_verdict(verdict, notes)
+        stage_dir.write_verdict(verdict.to_json(), notes)
         return verdict, notes
+
+    def _stored(self, entry: dict[str, Any]) -> Verdict:
+        """The verdict of a stage an earlier attempt finished, from its ``verdict.json``
+        (the summary entry when a stage, like a skipped one, wrote none)."""
+        return Verdict.from_json(self.run_dir.stage(entry["name"]).read_verdict() or entry)
 
     def _preflight(self, plan: Any) -> Verdict:
         self.reporter.message("[bold]▶ preflight[/bold]")
@@ -302,7 +307,7 @@ class _Climb:
             if name in self.history:
                 status[name] = self.history[name].status
             elif (stored := self.run_dir.stage(name).read_verdict()) is not None:
-                status[name] = stored.status
+                status[name] = stored.get("status", "?")
             else:
                 status[name] = "not run"
         missing = {s: v for s, v in status.items() if v != "passed"}

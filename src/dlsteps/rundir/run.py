@@ -1,5 +1,8 @@
 """``RunDir``: the one owner of a run directory's files: every read and every write.
 
+It deals in plain data (the JSON of a summary or a verdict); turning it into objects is
+for those who judge (``judge.verdict.Verdict.from_json``).
+
 Whether this process writes at all is decided once, when the ``RunDir`` is made: under
 DDP rank 0 owns the directory and the other ranks get a ``RunDir`` that reads but never
 writes (their logbooks go to the null sink). Nothing below that point asks for a rank.
@@ -17,7 +20,6 @@ from typing import IO, Any
 import yaml
 
 from dlsteps.errors import UserError
-from dlsteps.judge.verdict import Verdict
 from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Curves, kept_lines, read_curves
 from dlsteps.rundir import layout
@@ -94,18 +96,18 @@ class StageDir:
             events.unlink(missing_ok=True)
 
     # -- verdict, metrics, pictures, checkpoint
-    def write_verdict(self, verdict: Verdict, notes: list[str]) -> None:
+    def write_verdict(self, verdict: Mapping[str, Any], notes: list[str]) -> None:
+        """``verdict`` (``Verdict.to_json()``: status, diagnoses, figures) and the notes."""
         if self.writes:
             write_json(
-                self.path / layout.VERDICT_JSON,
-                {"name": self.name, **verdict.to_json(), "notes": notes},
+                self.path / layout.VERDICT_JSON, {"name": self.name, **verdict, "notes": notes}
             )
 
-    def read_verdict(self) -> Verdict | None:
+    def read_verdict(self) -> dict[str, Any] | None:
         path = self.path / layout.VERDICT_JSON
         if not path.is_file():
             return None
-        return Verdict.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return json.loads(path.read_text(encoding="utf-8"))
 
     def write_metrics(self, payload: Mapping[str, Any]) -> None:
         if self.writes:
@@ -214,11 +216,6 @@ class RunDir:
                 f"use {self.config_yaml}), or start a new run"
             )
         return summary
-
-    def stored_verdict(self, entry: Mapping[str, Any]) -> Verdict:
-        """The verdict of a finished stage, from its ``verdict.json`` (the summary entry when a
-        stage, like a skipped one, wrote none)."""
-        return self.stage(entry["name"]).read_verdict() or Verdict.from_json(entry)
 
     def write_report(self, html: str) -> Path:
         if self.writes:

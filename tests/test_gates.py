@@ -101,9 +101,29 @@ def test_plateau_at_the_softmax_floor_says_softmax() -> None:
     v = judge("overfit-one", curves(train__loss=loss), OVERFIT)  # C guessed from ln 4 at start
     assert codes(v) == ["loss_plateau"]
     assert "softmax" in v.diagnoses[0].message and "0.7437" in v.diagnoses[0].message
-    # a plateau elsewhere gets the generic message
-    other = judge("overfit-one", curves(train__loss=np.r_[1.386, decaying(149, 1.3, 0.3)]), OVERFIT)
+    # a plateau elsewhere (falls, then flat) gets the generic message
+    stalled = np.r_[1.386, decaying(60, 1.3, 0.3), np.full(89, 0.3)]
+    other = judge("overfit-one", curves(train__loss=stalled), OVERFIT)
     assert codes(other) == ["loss_plateau"] and "softmax" not in other.diagnoses[0].message
+
+
+def test_a_loss_still_falling_when_the_steps_run_out_is_not_a_plateau() -> None:
+    """Observation 3 of issue 13: overfit-few's loss fell 0.13 -> 0.097 over its last 50
+    of 500 steps, a straight line on a log chart, and was called a plateau."""
+    rng = np.random.default_rng(0)
+    falling = decaying(500, 2.3, 0.097, noise=0.05)
+    v = judge("overfit-few", curves(train__loss=falling), OVERFIT)
+    (d,) = v.diagnoses
+    assert d.code == "still_improving" and v.status == "failed"  # the stage still fails
+    more = int(d.message.split("about ")[1].split(" more steps")[0])
+    assert 200 < more < 600  # 0.097 -> 0.01 at ~0.6 % per step
+    assert "Raise its steps to about" in d.message
+    # a real stall with noise around a level stays a plateau
+    stall = np.r_[decaying(100, 2.3, 0.3), 0.3 * (1 + 0.05 * rng.standard_normal(400))]
+    assert codes(judge("overfit-few", curves(train__loss=stall), OVERFIT)) == ["loss_plateau"]
+    # a crawl that would need 10x the steps is a stall too, not a short stage
+    crawl = np.r_[decaying(100, 2.3, 0.3), decaying(400, 0.3, 0.28, noise=0.01)]
+    assert codes(judge("overfit-few", curves(train__loss=crawl), OVERFIT)) == ["loss_plateau"]
 
 
 def test_huge_losses_get_a_scaling_hint() -> None:

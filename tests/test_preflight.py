@@ -17,11 +17,13 @@ from dlsteps.preflight.checks import (
     check_gradient_reach,
     check_output_depends_on_input,
     check_overlap,
+    final_operation,
     run_preflight,
 )
 from dlsteps.preflight.checks import check_repeat_reads as repeat_reads
 from dlsteps.preflight.checks import check_shapes as shapes_of
 from dlsteps.tasks import task_class
+from dlsteps.tasks.base import ProbeFacts
 from dlsteps.tasks.labels import check_probabilities as probabilities
 
 CPU = torch.device("cpu")
@@ -45,8 +47,14 @@ def check_shapes(out: torch.Tensor, y: torch.Tensor, task: str):
     return shapes_of(out, y, task_of(task))
 
 
-def check_probabilities(out: torch.Tensor, task: str):
-    return probabilities(out) if task_of(task).counts_labels else []
+def check_probabilities(out: torch.Tensor, task: str, unit_batches: int = 1):
+    """The rule on ``out`` as preflight feeds it: the loss a fresh model would have (about
+    ln C) and what the output's autograd graph says its last operation was."""
+    if not task_of(task).counts_labels:
+        return []
+    classes = out.shape[1]
+    facts = ProbeFacts(final_operation(out), unit_batches)
+    return probabilities(out, math.log(classes), math.log(classes), facts)
 
 
 def check_init_loss(loss: float, task: str, out: torch.Tensor, stats=None):
@@ -183,7 +191,7 @@ def test_shape_mismatches() -> None:
 
 
 def test_probabilities_instead_of_logits() -> None:
-    logits = torch.randn(16, 4)
+    logits = torch.randn(16, 4, requires_grad=True)  # a forward's output: it has a graph
     (d,) = check_probabilities(logits.softmax(1), "classification")
     assert d.code == "unexpected_init_loss" and "0.7437" in d.message
     assert check_probabilities(logits.sigmoid(), "classification")[0].code == (
@@ -192,6 +200,19 @@ def test_probabilities_instead_of_logits() -> None:
     assert check_probabilities(logits, "classification") == []
     assert check_probabilities(logits.relu() * 0.1, "classification") == []  # exact zeros
     assert check_probabilities(logits.softmax(1), "regression") == []
+
+
+def test_outputs_that_merely_lie_in_0_1_are_no_evidence_of_a_sigmoid() -> None:
+    """A fresh model whose logits all happen to fall in (0.18, 0.27) (tiny_unet with 2
+    classes, seed 0) is not a model with a sigmoid: no rule may fire on luck."""
+    lucky = 0.18 + 0.09 * torch.rand(16, 2, 8, 8, requires_grad=True)
+    assert check_probabilities(lucky, "segmentation", unit_batches=3) == []
+    squashed = torch.randn(16, 2, 8, 8, requires_grad=True).sigmoid()
+    (d,) = check_probabilities(squashed, "segmentation")
+    assert "forward() ends in a sigmoid" in d.message
+    # upsampling after the sigmoid does not hide it
+    up = torch.nn.functional.interpolate(squashed, scale_factor=2, mode="bilinear")
+    assert check_probabilities(up, "segmentation")[0].code == "unexpected_init_loss"
 
 
 def test_init_loss_far_above_ln_c_is_flagged() -> None:

@@ -18,19 +18,35 @@ EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
-    """A bad config, bad data, a bad model or a usage mistake: exit code 2."""
+    """A bad config, bad data, a bad model or a usage mistake: exit code 2.
+
+    ``code`` is the diagnosis code a stage that stopped on it records (``dlsteps
+    explain CODE``)."""
+
+    code = "usage_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class ConfigError(UserError):
     """The config file, an overlay or a ``--set`` is wrong; the message names the key."""
 
+    code = "config_error"
+
 
 class DataError(UserError):
     """The data set cannot be used as it is; the message names the sample or the file."""
 
+    code = "data_error"
+
 
 class ModelError(UserError):
     """The model cannot be built or does not fit the data."""
+
+    code = "model_error"
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -71,4 +87,4 @@ def _unwrapped(exc: UserError) -> UserError:
     _, found, message = text.rpartition(marker)
     if not found:
         return exc
-    return type(exc)(f"{message.strip()} (in a DataLoader worker)")
+    return type(exc)(f"{message.strip()} (in a DataLoader worker)", exc.code)

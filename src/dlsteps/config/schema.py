@@ -31,6 +31,16 @@ from dlsteps.tasks import task_names
 TaskName = str
 
 
+def check_device(value: str) -> str:
+    """``device`` (the key, or ``--device``): raises ``ValueError`` on anything else."""
+    ok = value in ("auto", "cpu", "cuda", "mps") or (
+        value.startswith("cuda:") and value[5:].isdigit()
+    )
+    if not ok:
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -272,9 +282,4 @@ class Config(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        ok = value in ("auto", "cpu", "cuda", "mps") or (
-            value.startswith("cuda:") and value[5:].isdigit()
-        )
-        if not ok:
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-        return value
+        return check_device(value)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, default_collate
 
 from dlsteps.errors import DataError
 
@@ -40,3 +42,63 @@ class NamedItems(Dataset):
         if name.startswith("__") or name in ("dataset", "split"):  # unpickling in a worker
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+class BatchShapeError(DataError):
+    """Items that cannot be stacked into one batch (different shapes)."""
+
+    code = "shape_mismatch"
+
+
+class IndexedItems(Dataset):
+    """Items of ``dataset`` as ``(index, item)``, so a batch that cannot be formed names
+    the data set's own indices (``CheckedCollate``), not positions inside the batch."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class CheckedCollate:
+    """``default_collate`` over ``IndexedItems`` batches; a failure names the indices and
+    shapes of the items that did not fit together (picklable: it runs in workers)."""
+
+    def __init__(self, split: str) -> None:
+        self.split = split
+
+    def __call__(self, batch: list[tuple[int, Any]]) -> Any:
+        indices = [i for i, _ in batch]
+        items = [item for _, item in batch]
+        try:
+            return default_collate(items)
+        except Exception as exc:
+            inputs = shapes_by_index(indices, [x for x, *_ in items])
+            targets = shapes_by_index(indices, [y for *_, y in items])
+            raise BatchShapeError(
+                f"{self.split} items {indices[:8]}{', ...' if len(indices) > 8 else ''} cannot "
+                f"be batched together ({type(exc).__name__}: {exc}): inputs {inputs}; targets "
+                f"{targets}. Every item of a batch must have the same shape: resize or crop "
+                "in __getitem__, or pass a collate_fn that pads."
+            ) from exc
+
+
+def shapes_by_index(indices: Sequence[int], values: Sequence[Any]) -> str:
+    """``(3, 32, 32) at items 0, 4; (3, 28, 28) at item 9``: each shape and where it is."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, v in zip(indices, values, strict=True):
+        groups.setdefault(tuple(torch.as_tensor(v).shape), []).append(i)
+    return "; ".join(
+        f"{shape} at item{'s' if len(at) > 1 else ''} {', '.join(map(str, at[:6]))}"
+        + (", ..." if len(at) > 6 else "")
+        for shape, at in groups.items()
+    )

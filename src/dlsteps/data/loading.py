@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from dlsteps.data.items import CheckedCollate, IndexedItems
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -68,12 +70,14 @@ class StepStream:
         persistent_workers: bool | None = None,
         rank: int = 0,
         world: int = 1,
+        split: str = "train",
     ) -> None:
         self.sampler = EpochSampler(len(dataset), seed, shuffle, rank, world)
         self.batch_size = batch_size
         self.loader = DataLoader(
-            dataset,
+            IndexedItems(dataset),
             batch_size=batch_size,
+            collate_fn=CheckedCollate(split),
             sampler=self.sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
@@ -131,7 +135,11 @@ class FixedBatch:
     def __init__(
         self, dataset: Dataset, indices: Sequence[int], device: torch.device | None = None
     ) -> None:
-        loader = DataLoader(Subset(dataset, list(indices)), batch_size=len(indices))
+        loader = DataLoader(
+            Subset(IndexedItems(dataset), list(indices)),
+            batch_size=len(indices),
+            collate_fn=CheckedCollate("train"),
+        )
         x, y = next(iter(loader))
         if device is not None:
             x, y = x.to(device), y.to(device)

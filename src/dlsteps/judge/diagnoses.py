@@ -65,6 +65,13 @@ CATALOG: dict[str, CodeInfo] = {
         "give the stage more steps or try lr x3 and lr /3; look at whether the plateau "
         "value equals a constant predictor's loss",
     ),
+    "still_improving": CodeInfo(
+        "the train loss was still falling when the stage's steps ran out",
+        "a stage too short for this model and data, a learning rate on the low side, a "
+        "harder target than the threshold assumes",
+        "raise the stage's steps to what the message computes (or the learning rate 2-3x); "
+        "the loop itself is fine",
+    ),
     "no_gradient": CodeInfo(
         "some trainable parameters receive no gradient",
         "layers defined but unused in forward, .detach()/.item()/numpy() inside forward, "
@@ -105,6 +112,14 @@ CATALOG: dict[str, CodeInfo] = {
         "labels not aligned with inputs (shuffled or shifted masks), a class mapping that "
         "differs between train and val, too few steps",
         "plot a few train inputs with their targets overlaid; check that masks line up",
+    ),
+    "near_chance": CodeInfo(
+        "the primary val metric is barely better than a predictor that ignores the input",
+        "labels only weakly tied to the inputs (noisy or shuffled labels), too few steps, a "
+        "val set so small that the metric cannot tell, a model that learned only the class "
+        "frequencies",
+        "look at the val predictions (samples.png in the report) and the confusion matrix; "
+        "train longer, or check that labels belong to their inputs",
     ),
     "overfitting": CodeInfo(
         "train loss keeps falling while val loss rises",
@@ -205,6 +220,58 @@ CATALOG: dict[str, CodeInfo] = {
         "raise adversarial.l1_weight, lower optim.lr for the adversarial stage, or reduce "
         "adversarial.critic_steps",
     ),
+    "labels_ignored": CodeInfo(
+        "most targets (or all but one class) equal data.ignore_index",
+        "a binary mask saved as 0/255 with the default ignore_index 255, a palette mask read "
+        "as raw values, a void class that covers most of the image",
+        "map the mask values to classes in the data source (segmentation_folder's "
+        "mask_values, e.g. {0: 0, 255: 1}), or set data.ignore_index to a value the masks "
+        "do not use",
+    ),
+    "class_missing": CodeInfo(
+        "a class never appears in train, or appears in only one of the splits",
+        "num_classes larger than the data's classes, a label mapping that differs between "
+        "splits, a split that is not stratified, a filter that dropped a class",
+        "count the labels per split (data_stats.json in the run directory) and fix the "
+        "mapping or the split; set the model's num_classes to the classes that exist",
+    ),
+    "extra_outputs": CodeInfo(
+        "the model has more outputs than the data has classes",
+        "a head left at a library default (1000 ImageNet classes), num_classes from "
+        "another data set, labels that are fewer than the data set declares",
+        "build the model with num_classes equal to the data's classes (dlsteps fills "
+        "num_classes from the data when the model function declares it)",
+    ),
+    "weight_decay_too_large": CodeInfo(
+        "weight decay shrinks the weights faster than the loss can pull them",
+        "a weight decay meant for AdamW's decoupled decay given to Adam or SGD, a value "
+        "10-100x too large, a long stage at a high learning rate",
+        "lower optim.weight_decay until the sum of lr x weight_decay over the stage is well "
+        "below 1 (1e-4 to 1e-2 is usual), or set it to 0 until full-data passes",
+    ),
+    "data_error": CodeInfo(
+        "the user's data code raised inside a stage (the split and index are named)",
+        "a file that cannot be read or decoded, a __getitem__ that fails on some items, a "
+        "data set that changed on disk during the run",
+        "read that item by hand (dataset[i]) and fix or drop it; set data.num_workers: 0 "
+        "to see the error in the main process",
+    ),
+    "model_error": CodeInfo(
+        "the user's model (or the loss on its output) raised inside a stage",
+        "a view or reshape that assumes one batch size, an input of a shape the model was "
+        "not built for, an in-place operation autograd needs undone, a device mismatch",
+        "run the named module on the named batch shapes by hand; --debug shows the traceback",
+    ),
+    "config_error": CodeInfo(
+        "a config value that only a running stage could reject",
+        "class weights of the wrong length, a stage that needs another stage's checkpoint",
+        "fix the key the message names and run the stage again",
+    ),
+    "internal_error": CodeInfo(
+        "dlsteps itself failed (not the user's code); the traceback was printed",
+        "a bug in dlsteps",
+        "rerun with --debug and report the traceback",
+    ),
     "prerequisite_not_passed": CodeInfo(
         "a stage was refused because the stages it builds on have not passed",
         "the adversarial stage run alone, or after an L1 stage (overfit-one, overfit-few, "
@@ -220,6 +287,11 @@ CAUGHT_AT: dict[str, str] = {
     "val_augmented": "preflight (a val index read twice)",
     "split_overlap": "preflight (content hashes of every input)",
     "label_out_of_range": "preflight (label counts of every target)",
+    "labels_ignored": "preflight (label counts: fails when all but one class is ignored, "
+    "warns above half of the targets)",
+    "class_missing": "preflight (label counts: fails when train holds one class, warns "
+    "otherwise and when the splits' classes differ)",
+    "extra_outputs": "preflight (warning: model outputs against the labels seen)",
     "shape_mismatch": "preflight (one forward on a probe batch)",
     "unexpected_init_loss": "preflight (loss and outputs of a fresh model)",
     "no_gradient": "preflight (one backward); training stages (gradient norm exactly 0)",
@@ -233,9 +305,11 @@ CAUGHT_AT: dict[str, str] = {
     "vanishing_gradient": "any training stage",
     "loss_not_decreasing": "overfit-one, overfit-few",
     "loss_plateau": "overfit-one, overfit-few",
+    "still_improving": "overfit-one, overfit-few (the last window's slope against its noise)",
     "no_generalization": "full-data",
     "worse_than_baseline": "full-data",
     "overfitting": "full-data (warning)",
+    "near_chance": "full-data (warning: stage-end primary metric against the baseline's)",
     "data_bound": "full-data (a warning unless the wait is >= 50 ms or batches are slow)",
     "slow_batch": "full-data (median batch); overfit stages (wall-time budget)",
     "critic_diverging": "adversarial (non-finite critic values, or gan/wasserstein above "
@@ -244,6 +318,10 @@ CAUGHT_AT: dict[str, str] = {
     "gan/distance over the second half)",
     "adversarial_hurts": "adversarial (stage-end val L1 vs the L1-only generator's)",
     "prerequisite_not_passed": "adversarial (before it trains: the L1 stages' verdicts)",
+    "data_error": "any stage (a stage error: exit 2, the split and index named)",
+    "weight_decay_too_large": "any training stage with weight decay on, as the cause of a "
+    "failure (sum of lr x weight_decay over the stage)",
+    "model_error": "any training stage (a stage error: exit 2, the step and module named)",
 }
 
 

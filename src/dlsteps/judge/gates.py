@@ -18,6 +18,7 @@ from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.rules import (
     check_critic,
     check_input_ignored,
+    check_near_chance,
     check_overfitting,
     check_speed,
     common_rules,
@@ -35,10 +36,11 @@ from dlsteps.judge.schemas import (
     FullDataGate,
     OverfitGate,
 )
-from dlsteps.judge.verdict import Verdict, threshold, verdict_of
+from dlsteps.judge.verdict import Primary, Verdict, threshold, verdict_of
 from dlsteps.logbook.curves import Curves
 
-Gate = Callable[[Curves, Any, Mapping[str, Verdict]], Verdict]
+# (curves, the stage's gate settings, earlier verdicts, the primary metric) -> verdict
+Gate = Callable[[Curves, Any, Mapping[str, Verdict], Primary | None], Verdict]
 
 
 def _overfit(
@@ -92,17 +94,32 @@ def _overfit(
     return verdict_of(found, figures)
 
 
-def gate_overfit_one(curves: Curves, gate: OverfitGate, history: Mapping[str, Verdict]) -> Verdict:
+def gate_overfit_one(
+    curves: Curves,
+    gate: OverfitGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
+) -> Verdict:
     """One sample: the input is effectively ignored, only the output is debugged."""
     return _overfit(curves, gate, history, input_matters=False)
 
 
-def gate_overfit_few(curves: Curves, gate: OverfitGate, history: Mapping[str, Verdict]) -> Verdict:
+def gate_overfit_few(
+    curves: Curves,
+    gate: OverfitGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
+) -> Verdict:
     """A few samples: now the output must depend on the input."""
     return _overfit(curves, gate, history, input_matters=True)
 
 
-def gate_full_data(curves: Curves, gate: FullDataGate, history: Mapping[str, Verdict]) -> Verdict:
+def gate_full_data(
+    curves: Curves,
+    gate: FullDataGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
+) -> Verdict:
     """The best smoothed val loss improves on the first and beats the input-independent
     baseline, each by a margin of 4 noise levels; speed is checked."""
     train, val = curves.get_curve("train/loss"), curves.get_curve("val/loss")
@@ -170,11 +187,16 @@ def gate_full_data(curves: Curves, gate: FullDataGate, history: Mapping[str, Ver
     found.extend(check_speed(curves, gate))
     if (over := check_overfitting(train, val, smooth, best_i)) is not None:
         found.append(over)
+    if primary is not None and (chance := check_near_chance(curves, primary)) is not None:
+        found.append(chance)
     return verdict_of(found, figures)
 
 
 def gate_adversarial(
-    curves: Curves, gate: AdversarialGate, history: Mapping[str, Verdict]
+    curves: Curves,
+    gate: AdversarialGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
 ) -> Verdict:
     """The critic neither diverges nor collapses, and the generator's full-val L1
     (``metrics/l1``: first row = the L1-only generator it continued from, last row = the
@@ -285,14 +307,24 @@ def _primary_of(verdict: Verdict) -> dict[str, Any] | None:
     return figure if isinstance(figure, dict) and figure.get("value") is not None else None
 
 
-def gate_augment(curves: Curves, gate: CompareGate, history: Mapping[str, Verdict]) -> Verdict:
+def gate_augment(
+    curves: Curves,
+    gate: CompareGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
+) -> Verdict:
     """Primary val metric not worse than full-data's by more than ``tolerance``."""
     ref = history.get("full-data")
     refs = {"full-data": p} if ref is not None and (p := _primary_of(ref)) else {}
     return compare_primary(curves, gate, refs, "augment_hurts", "augment")
 
 
-def gate_scale_up(curves: Curves, gate: CompareGate, history: Mapping[str, Verdict]) -> Verdict:
+def gate_scale_up(
+    curves: Curves,
+    gate: CompareGate,
+    history: Mapping[str, Verdict],
+    primary: Primary | None = None,
+) -> Verdict:
     """Primary val metric not worse than the best earlier passed training stage's."""
     refs = {
         name: p

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.schemas import AdversarialGate, TrainingGate
 from dlsteps.judge.speed import DATA_BOUND_SHARE
-from dlsteps.judge.verdict import Verdict
+from dlsteps.judge.verdict import Primary, Verdict
 from dlsteps.logbook.curves import Curve, Curves
 
 # A val batch whose outputs vary this little across inputs (relative to all variation)
@@ -33,6 +34,28 @@ EXPLODING_GROWTH = 1e3
 VANISHING_NORM = 1e-6
 FLOOR_MATCH = 0.05  # a plateau within 5% of a known loss floor is named after it
 LARGE_LOSS = 1e3  # a loss this large is a scale problem (unnormalised targets/inputs)
+# a loss still falling at the end: the first and last thirds of the last window (21..99
+# steps, a quarter of the stage) differ by more than 4 noise levels, and the trend reaches
+# the threshold within 4x the steps already run (a slower "fall" is a stall)
+IMPROVING_MIN_WINDOW, IMPROVING_MAX_WINDOW = 21, 99
+IMPROVING_NOISE = 4.0
+IMPROVING_MAX_EXTRA = 4.0
+CHANCE_SE = 2.0  # a metric within this many standard errors of the baseline's: near chance
+# Failure codes that describe what the curves did, not why; and the preflight findings
+# that explain them, headlined instead when both are there.
+SYMPTOMS = (
+    "input_ignored",
+    "no_gradient",
+    "vanishing_gradient",
+    "loss_not_decreasing",
+    "loss_plateau",
+    "still_improving",
+    "worse_than_baseline",
+    "no_generalization",
+    "augment_hurts",
+    "scale_up_hurts",
+)
+CAUSES = ("labels_ignored", "class_missing", "extra_outputs")
 DATA_BOUND_SECONDS = 0.05  # a data wait over half the step and this long fails data_bound
 
 
@@ -224,6 +247,19 @@ def loss_shape(
             "from forward().",
             step=step,
         )
+    if (trend := still_falling(train, threshold)) is not None:
+        return Diagnosis(
+            "still_improving",
+            f"train loss was still falling when the stage's {len(values)} steps ran out: "
+            f"{trend.before:.4g} -> {trend.after:.4g} from the first to the last third of its "
+            f"last {trend.window} steps ({trend.rate:.2%} per step, {trend.strength:.0f}x the "
+            f"noise of the curve), now {end:.4g}; the gate needs <= {threshold:g}. Slowing "
+            f"as it does, it gets there in about {trend.steps_needed} more steps: nothing is "
+            f"stuck, the stage is too short. Raise its steps to about "
+            f"{_round_up(len(values) + 2 * trend.steps_needed)}, which leaves room for the "
+            f"curve to slow down further. {hint('still_improving')}",
+            step=step,
+        )
     return Diagnosis(
         "loss_plateau",
         f"train loss fell from {start:.4g} but stalled at {end:.4g} (mean of the last {k} "
@@ -231,6 +267,78 @@ def loss_shape(
         f"{hint('loss_plateau')}",
         step=step,
     )
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A loss still falling at the end of a curve, read off its last ``window`` steps."""
+
+    window: int
+    before: float  # geometric mean of the window's first third
+    after: float  # ... and of its last third
+    rate: float  # relative fall per step now (the last third against the middle one)
+    strength: float  # the fall from the first third to the last, in units of its noise
+    steps_needed: int  # more steps to reach the threshold, the fall slowing as it has
+
+
+def still_falling(train: Curve, threshold: float) -> Trend | None:
+    """Whether the loss is still clearly falling at the end, and how many more steps it
+    needs to reach ``threshold``.
+
+    The last window is cut into thirds, compared in log space (losses fall
+    geometrically). Falling means the last third is lower than the first by more than
+    ``IMPROVING_NOISE`` noise levels of the curve (the robust point noise), so a noisy
+    stall does not count. The projection lets the fall keep slowing down as it did from
+    the middle third to the last; a fall that slows to a stop above the threshold, or
+    that would need more than ``IMPROVING_MAX_EXTRA`` times the steps already run, is a
+    stall, not a short stage."""
+    values = train.values[np.isfinite(train.values)]
+    n = len(values)
+    window = 3 * (max(IMPROVING_MIN_WINDOW, min(IMPROVING_MAX_WINDOW, n // 4)) // 3)
+    if n < window or threshold <= 0:
+        return None
+    logs = np.log(np.maximum(values[-window:], 1e-12))
+    third = window // 3
+    first, middle, last = (float(np.mean(logs[i * third : (i + 1) * third])) for i in range(3))
+    noise = noise_level(logs) * math.sqrt(2 / third)  # std of a difference of two means
+    fall = first - last
+    if fall <= IMPROVING_NOISE * max(noise, 1e-9):
+        return None
+    early, late = (first - middle) / third, (middle - last) / third  # log fall per step
+    if late <= 0:
+        return None
+    now = last - late * (third - 1) / 2  # the trend's value at the last step
+    slowdown = min(late / early, 1.0) if early > 0 else 1.0
+    needed = _steps_to(now - math.log(threshold), late, slowdown, third)
+    if needed is None or needed <= 0 or needed > IMPROVING_MAX_EXTRA * n:
+        return None
+    return Trend(
+        window,
+        math.exp(first),
+        math.exp(last),
+        1 - math.exp(-late),
+        fall / max(noise, 1e-9),
+        math.ceil(needed),
+    )
+
+
+def _steps_to(drop: float, rate: float, slowdown: float, third: int) -> float | None:
+    """Steps for a log loss falling ``rate`` per step now to fall ``drop`` more, when the
+    rate shrinks by ``slowdown`` every ``third`` steps (geometrically); None when it
+    levels off first."""
+    per_step = slowdown ** (1 / third)
+    if per_step >= 1.0 - 1e-12:
+        return drop / rate
+    reachable = rate * per_step / (1 - per_step)  # the whole remaining fall
+    if drop >= reachable:
+        return None
+    return math.log(1 - drop * (1 - per_step) / (rate * per_step)) / math.log(per_step)
+
+
+def _round_up(steps: int) -> int:
+    """A step count as a person would set it: two significant figures, rounded up."""
+    scale = 10 ** max(0, len(str(steps)) - 2)
+    return -(-steps // scale) * scale
 
 
 def common_rules(curves: Curves, val: bool = False) -> tuple[list[Diagnosis], bool]:
@@ -318,6 +426,83 @@ def median_step(curves: Curves) -> float:
     data, compute = curves.get_curve("time/data"), curves.get_curve("time/compute")
     n = min(len(data), len(compute))
     return float(np.median(data.values[:n] + compute.values[:n])) if n else 0.0
+
+
+def likely_cause(
+    verdict: Verdict, curves: Curves, history: Mapping[str, Verdict]
+) -> Diagnosis | None:
+    """When a stage fails with a symptom (``SYMPTOMS``: the input ignored, no gradient, a
+    stall, no generalization) and a cause of it was already seen, the cause as the
+    headline: a class swallowed by ``ignore_index``, a missing class or more outputs than
+    classes (preflight's warnings), or a weight decay that shrinks the weights faster than
+    the loss can pull them (this stage's own ``lr`` and ``optim/weight_decay``)."""
+    fails = [d for d in verdict.diagnoses if d.severity == "fail"]
+    if not fails or fails[0].code not in SYMPTOMS:
+        return None
+    symptom = fails[0].code
+    if (decay := check_weight_decay(curves)) is not None:
+        return Diagnosis(
+            decay.code, f"{symptom} is likely caused by the weight decay: {decay.message}", "fail"
+        )
+    pre = history.get("preflight")
+    seen = [d for d in pre.diagnoses if d.code in CAUSES] if pre is not None else []
+    if not seen:
+        return None
+    return Diagnosis(
+        seen[0].code,
+        f"{symptom} is likely caused by what preflight found: {seen[0].message}",
+        "fail",
+        step=fails[0].step,
+    )
+
+
+def check_weight_decay(curves: Curves) -> Diagnosis | None:
+    """Decoupled weight decay shrinks every weight by ``(1 - lr * wd)`` per step, a
+    factor ``exp(-sum(lr) * wd)`` over the stage: above e, the decay alone takes the
+    weights most of the way to zero whatever the gradient says."""
+    wd, lr = curves.get_curve("optim/weight_decay"), curves.get_curve("lr")
+    if not (len(wd) and len(lr)) or not wd.values[0] > 0:
+        return None
+    shrink = float(wd.values[0] * np.sum(lr.values))
+    if shrink < 1.0:
+        return None
+    return Diagnosis(
+        "weight_decay_too_large",
+        f"weight decay {wd.values[0]:g} at this stage's learning rates shrinks every weight "
+        f"by a factor {math.exp(min(shrink, 700)):.3g} over its {len(lr)} steps on its own "
+        f"(sum of lr x weight_decay = {shrink:.3g}; below 1 the decay stays a regularizer). "
+        f"{hint('weight_decay_too_large')}",
+        "fail",
+        step=int(lr.steps[-1]),
+    )
+
+
+def check_near_chance(curves: Curves, primary: Primary) -> Diagnosis | None:
+    """The stage-end primary metric within two standard errors (at this val size) of what
+    the input-independent predictor scores (``baseline/<metric>``, ``baseline/<metric>_se``,
+    logged by the task at the start of full-data): a pass on the loss that the metric
+    barely supports."""
+    curve = curves.get_curve(f"metrics/{primary.name}")
+    base = curves.get_curve(f"baseline/{primary.name}")
+    if not (len(curve) and len(base)):
+        return None
+    se_curve = curves.get_curve(f"baseline/{primary.name}_se")
+    value, level = curve.last, float(base.values[0])
+    se = float(se_curve.values[0]) if len(se_curve) else 0.0
+    margin = CHANCE_SE * se
+    near = value < level + margin if primary.higher_is_better else value > level - margin
+    if not near:
+        return None
+    return Diagnosis(
+        "near_chance",
+        f"val {primary.name} is {value:.4g} at the end of the stage, within {CHANCE_SE:g} "
+        f"standard errors ({CHANCE_SE:g} x {se:.2g} at this val size) of {level:.4g}, what a "
+        f"predictor that ignores its input scores (the most frequent train class, or the "
+        f"train mean). The val loss improved, but the model barely beats chance. "
+        f"{hint('near_chance')}",
+        severity="warn",
+        step=int(curve.steps[-1]),
+    )
 
 
 def check_critic(curves: Curves, gate: AdversarialGate) -> Diagnosis | None:

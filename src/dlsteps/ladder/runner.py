@@ -17,11 +17,13 @@ from typing import Any
 import torch
 
 from dlsteps.config import LoadedConfig, resolved_dict
+from dlsteps.config.schema import check_device
 from dlsteps.errors import (
     EXIT_GATE_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    ConfigError,
     UserError,
     as_user_error,
 )
@@ -82,6 +84,11 @@ def select_stages(ladder: Sequence[Stage], opts: RunOptions) -> list[str]:
 
 def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], int]:
     """Run the selected stages; returns the summary and the exit code."""
+    if opts.device is not None:
+        try:
+            check_device(opts.device)
+        except ValueError as exc:
+            raise ConfigError(f"--device: {exc} (got {opts.device!r})") from None
     task = make_task(loaded.base)
     for plan in loaded.plans.values():  # a bad metrics.primary fails before anything runs
         task.primary(plan.config.metrics.primary)
@@ -237,15 +244,20 @@ class _Climb:
             )
             return None
         except Exception as exc:
+            # recorded whatever it is: summary.json never stays "running" after an error
             error = as_user_error(exc)
-            if error is None:
-                raise
+            message = str(error) if error is not None else f"{type(exc).__name__}: {exc}"
+            code = error.code if error is not None else "internal_error"
+            step = getattr(error, "step", None)
             entry.update(
-                status="error", seconds=round(time.perf_counter() - started, 3), error=str(error)
+                status="error",
+                seconds=round(time.perf_counter() - started, 3),
+                error=message,
+                diagnoses=[Diagnosis(code, message, step=step).to_json()],
             )
             self.summary["status"] = "error"
             self.run_dir.write_summary(self.summary)
-            if error is exc:
+            if error is None or error is exc:
                 raise
             raise error from exc
         entry.update(

@@ -26,6 +26,7 @@ from dlsteps.judge.gates import (
     gate_overfit_one,
     gate_scale_up,
 )
+from dlsteps.judge.rules import likely_cause
 from dlsteps.judge.schemas import (
     AdversarialGate,
     CompareGate,
@@ -75,7 +76,10 @@ class Stage:
         report`` and the tests re-judge, through this one function."""
         if self.gate is None:
             raise ValueError(f"{self.name} has no curve gate")
-        verdict = self.gate(curves, gate, history or {})
+        history = history or {}
+        verdict = self.gate(curves, gate, history, primary)
+        if (cause := likely_cause(verdict, curves, history)) is not None:
+            verdict.diagnoses.insert(0, cause)
         verdict.figures.update(speed_figures(curves, gate.max_batch_seconds))  # every stage
         if primary is not None and (figure := primary.from_curves(curves)) is not None:
             verdict.figures["primary_metric"] = figure

@@ -24,6 +24,7 @@ from dlsteps.data.loading import FixedBatch, StepStream, pick_samples, workers
 from dlsteps.errors import UserError
 from dlsteps.judge.rules import overfit_reached
 from dlsteps.judge.verdict import Verdict
+from dlsteps.ladder.failures import step_error
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
@@ -39,12 +40,13 @@ from dlsteps.train.engine import (
     FitResult,
     FitSetup,
     Progress,
+    StepFailed,
     Stop,
     StopReason,
     make_autocast,
 )
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
-from dlsteps.train.steps import FirstStepGuard, SupervisedStep, TrainStep
+from dlsteps.train.steps import SupervisedStep, TrainStep
 
 
 @dataclass
@@ -113,7 +115,7 @@ def train_stage(
         callbacks.append(TimeBudget(gate.max_seconds))
     setup = FitSetup(
         model=model,
-        step=FirstStepGuard(step),
+        step=step,
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=loss_fn,
@@ -130,7 +132,10 @@ def train_stage(
         setup = distributed.adapt(setup)
         notes.append(distributed.describe(project.device))
     ctx.reporter.stage_started(stage.name, total, notes)
-    result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
+    try:
+        result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
+    except StepFailed as failed:  # the user's model, loss or data raised inside the loop
+        raise step_error(failed, model) from failed.__cause__
     ckpts.save(result.last_step, finished=result.reason)
     curves = stage_dir.curves()
     primary = task.primary(cfg.metrics.primary)
@@ -195,6 +200,7 @@ def _sources(
         NamedItems(val, "val"),
         distributed.per_rank_batch(cfg.data.val_batch_size or cfg.data.batch_size, val_key),
         cfg.seed + 1,
+        split="val",
         **loading,
     )
     return source, val_source
@@ -261,11 +267,11 @@ def _fit_logged(
     start = point["step"] if point is not None else 0
     # a resumed stage hides from TensorBoard what a killed attempt logged after the checkpoint
     with stage_dir.logbook(purge_step=start + 1 if start else None) as logbook:
+        if not start:  # what the weight-decay rule reads (0 where the stage turned it off)
+            decay = setup.optimizer.param_groups[0].get("weight_decay", 0.0)
+            logbook.write([Row(0, "optim/weight_decay", float(decay))])
         if stage.logs_baseline and not start:
-            train, _ = project.datasets(plan)
-            base = task.baseline_loss(project.stats(plan), getattr(train, "num_classes", None))
-            if base is not None:
-                logbook.write([Row(0, "baseline/val_loss", base)])
+            logbook.write(_baselines(project, task, plan))
         observer = None
         if project.run.writes:  # full val metrics and pictures on the process that logs
             observer = StageObserver(
@@ -293,6 +299,20 @@ def _fit_logged(
         if not resume.finished(point) and observer is not None:
             observer.finish(result.last_step)  # the stage-end metrics the gates compare
     return result
+
+
+def _baselines(project: Project, task: Task, plan: StagePlan) -> list[Row]:
+    """The input-independent predictor's val loss and, where the task has a closed form,
+    its primary metric with the standard error at this val size (step 0)."""
+    train, _ = project.datasets(plan)
+    stats = project.stats(plan)
+    rows = []
+    if (loss := task.baseline_loss(stats, getattr(train, "num_classes", None))) is not None:
+        rows.append(Row(0, "baseline/val_loss", loss))
+    name = task.primary(plan.config.metrics.primary).name
+    if (metric := task.baseline_metric(stats, name)) is not None:
+        rows += [Row(0, f"baseline/{name}", metric[0]), Row(0, f"baseline/{name}_se", metric[1])]
+    return rows
 
 
 def _spec(spec: Any) -> str:

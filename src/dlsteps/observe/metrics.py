@@ -34,6 +34,8 @@ from torchmetrics.classification import (
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
 
+from dlsteps.data.items import CheckedCollate, IndexedItems
+
 # One process measures the whole val set (rank 0 under DDP): torchmetrics must not wait to
 # gather from ranks that never call compute().
 ONE_PROCESS: dict[str, Any] = {"sync_on_compute": False}
@@ -205,8 +207,9 @@ def val_loader(
     """The whole val set in order. Its own generator: iterating it never draws from the
     global RNG, so a metric pass does not change the training that follows."""
     return DataLoader(
-        val,
+        IndexedItems(val),
         batch_size=batch_size,
+        collate_fn=CheckedCollate("val"),
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin_memory,

@@ -26,6 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from dlsteps.config import StagePlan
+from dlsteps.data.items import CheckedCollate, IndexedItems
 from dlsteps.data.loading import workers
 from dlsteps.data.stats import DataStats
 from dlsteps.logbook.book import Logbook
@@ -157,7 +158,8 @@ def _fixed_samples(val: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor
     if count == 0 or size == 0:
         return None
     indices = sorted({int(i) for i in np.linspace(0, size - 1, min(count, size)).round()})
-    return next(iter(DataLoader(Subset(val, indices), batch_size=len(indices))))
+    picked = Subset(IndexedItems(val), indices)
+    return next(iter(DataLoader(picked, batch_size=len(indices), collate_fn=CheckedCollate("val"))))
 
 
 def _hyper_parameters(plan: StagePlan) -> dict[str, Any]:

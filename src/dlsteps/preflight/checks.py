@@ -12,6 +12,7 @@ instead of logits, outputs that ignore the input, gradient reach).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,16 +21,17 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from dlsteps.config.schema import Config
-from dlsteps.data.items import NamedItems
+from dlsteps.data.items import NamedItems, shapes_by_index
 from dlsteps.data.stats import DataStats
-from dlsteps.errors import DataError, ModelError
+from dlsteps.errors import ModelError
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Verdict, verdict_of
-from dlsteps.tasks.base import Task
+from dlsteps.tasks.base import LabelInfo, ProbeFacts, Task
 
 PARAMS_ADVISED = 1_000_000
 PROBE_ITEMS = 64  # indices read twice per split: a label random on 10% of reads shows
 PROBE_BATCH = 16  # train items in the forward/backward probe
+PROBABILITY_PROBES = 3  # probe batches read for outputs that stay inside (0, 1)
 IGNORED_SPREAD = 1e-6  # outputs this uniform across distinct inputs: the input is not used
 OVERLAP_LOOSE_FAIL = 0.05  # share of val that is train content in other preprocessing
 DUPLICATE_NATURAL = 0.01  # train repeating its own inputs this often: shared inputs are natural
@@ -51,7 +53,7 @@ def check_repeat_reads(train: Dataset, val: Dataset, task: Task) -> list[Diagnos
     found = []
     changed, augmented = [], []
     for i in probe_indices(len(train)):
-        (x1, y1), (x2, y2) = read_item(train, i, "train"), read_item(train, i, "train")
+        (x1, y1), (x2, y2) = _copied(read_item(train, i, "train")), read_item(train, i, "train")
         if _same(y1, y2):
             continue
         # a mask flipped/rotated together with its image keeps its class counts
@@ -79,7 +81,7 @@ def check_repeat_reads(train: Dataset, val: Dataset, task: Task) -> list[Diagnos
         )
     bad_val = []
     for i in probe_indices(len(val)):
-        (x1, y1), (x2, y2) = read_item(val, i, "val"), read_item(val, i, "val")
+        (x1, y1), (x2, y2) = _copied(read_item(val, i, "val")), read_item(val, i, "val")
         if not (_same(x1, x2) and _same(y1, y2)):
             bad_val.append(i)
     if bad_val:
@@ -164,21 +166,38 @@ def check_constant_inputs(stats: DataStats) -> list[Diagnosis]:
     ]
 
 
-def sample_batch(ds: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [read_item(ds, i, "train") for i in probe_indices(len(ds), count)]
+def sample_batch(
+    ds: Dataset, count: int, offset: int = 0
+) -> tuple[torch.Tensor, torch.Tensor] | Diagnosis:
+    """``count`` train items spread over the set (shifted by ``offset``) as one batch, or
+    the ``shape_mismatch`` that says which items cannot be batched together."""
+    indices = [(i + offset) % len(ds) for i in probe_indices(len(ds), count)]
+    items = [read_item(ds, i, "train") for i in indices]
     try:
         x, y = default_collate(items)
     except Exception as exc:
-        shapes = [tuple(torch.as_tensor(a).shape) for a, _ in items]
-        raise DataError(
-            f"train items cannot be batched together (input shapes {shapes}): {exc}"
-        ) from exc
+        return Diagnosis(
+            "shape_mismatch",
+            f"train items cannot be batched together ({type(exc).__name__}: {exc}): "
+            f"inputs {shapes_by_index(indices, [a for a, _ in items])}; targets "
+            f"{shapes_by_index(indices, [b for _, b in items])}. Every item of a batch must "
+            "have the same shape: resize or crop in __getitem__ (or a collate_fn that pads). "
+            f"{hint('shape_mismatch')}",
+        )
     return torch.as_tensor(x), torch.as_tensor(y)
 
 
 def check_shapes(out: torch.Tensor, y: torch.Tensor, task: Task) -> list[Diagnosis]:
-    """The model's output batch against the target batch, by the task's contract."""
-    if (problem := task.batch_problem(out, y)) is None:
+    """The model's output batch against the target batch: the batch dimension first (a
+    view that folds samples together), then the task's contract."""
+    if out.ndim == 0 or (y.ndim > 0 and out.shape[0] != y.shape[0]):
+        problem = (
+            f"the model returns {tuple(out.shape)} for a batch of {y.shape[0]} (targets "
+            f"{tuple(y.shape)}): its batch dimension is not the input's. Likely a flatten "
+            "or view over the wrong size (x.view(-1, N) with N other than the size of one "
+            "sample folds samples together; use x.flatten(1)), or a batch_first mix-up"
+        )
+    elif (problem := task.batch_problem(out, y)) is None:
         return []
     return [
         Diagnosis("shape_mismatch", f"model output vs target: {problem}. {hint('shape_mismatch')}")
@@ -196,6 +215,102 @@ def forward_probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> to
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"the model returned {type(out).__name__}; it must return one tensor")
     return out
+
+
+def check_batch_of_one(
+    model: nn.Module, x: torch.Tensor, out: torch.Tensor, device: torch.device
+) -> list[Diagnosis]:
+    """The overfit-one stage trains on a batch of 1: the output of one sample must be the
+    output of many with a batch of 1 (a ``squeeze()`` drops that dimension). Run in eval
+    mode, where batch norm takes a single sample."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            one = model(x[:1].to(device))
+    except Exception as exc:
+        return [
+            Diagnosis(
+                "shape_mismatch",
+                f"the model takes a batch of {x.shape[0]} but raises {type(exc).__name__} on "
+                f"a batch of 1 ({exc}); overfit-one trains on one sample. Look for a view or "
+                f"reshape that assumes a batch size. {hint('shape_mismatch')}",
+            )
+        ]
+    finally:
+        model.train(was_training)
+    expected = (1, *out.shape[1:])
+    if not isinstance(one, torch.Tensor) or tuple(one.shape) == expected:
+        return []
+    return [
+        Diagnosis(
+            "shape_mismatch",
+            f"with a batch of {x.shape[0]} the model returns {tuple(out.shape)}, with a batch "
+            f"of 1 {tuple(one.shape)} instead of {expected}: a squeeze() drops the batch "
+            "dimension of a batch of 1 (squeeze only the dimension you mean, e.g. "
+            f"squeeze(-1)). {hint('shape_mismatch')}",
+        )
+    ]
+
+
+# Autograd nodes that only move, copy or resample values: looked through for the last
+# real operation of the forward.
+_PASS_THROUGH = (
+    "View",
+    "UnsafeView",
+    "ReshapeAlias",
+    "Permute",
+    "Transpose",
+    "TBackward",
+    "Clone",
+    "ToCopy",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Alias",
+    "Slice",
+    "Select",
+    "Upsample",
+)
+_SQUASHING = {"SigmoidBackward": "a sigmoid", "SoftmaxBackward": "a softmax"}
+
+
+def final_operation(out: torch.Tensor) -> str | None:
+    """``a sigmoid`` or ``a softmax`` when that is the forward's last real operation (a
+    module or a functional call alike, read off the output's autograd graph)."""
+    fn = out.grad_fn
+    while fn is not None:
+        name = type(fn).__name__
+        if squash := next((v for k, v in _SQUASHING.items() if name.startswith(k)), None):
+            return squash
+        if not name.startswith(_PASS_THROUGH):
+            return None
+        inputs = [f for f, _ in fn.next_functions if f is not None]
+        if len(inputs) != 1:
+            return None
+        fn = inputs[0]
+    return None
+
+
+def probe_facts(
+    model: nn.Module, train: Dataset, out: torch.Tensor, device: torch.device
+) -> ProbeFacts:
+    """What a fresh model's outputs say beyond one batch: the forward's last operation,
+    and on how many probe batches (of up to three) every output lay inside (0, 1)."""
+    unit = 0
+    batch = out
+    for offset in range(PROBABILITY_PROBES):
+        if offset:
+            sampled = sample_batch(train, min(PROBE_BATCH, len(train)), offset * 7 + 1)
+            if isinstance(sampled, Diagnosis):
+                break
+            with torch.no_grad():
+                batch = model(sampled[0].to(device))
+        o = batch.detach().float()
+        if not (bool(torch.isfinite(o).all()) and o.min() > 0 and o.max() < 1):
+            break
+        unit += 1
+    return ProbeFacts(final_operation(out), unit)
 
 
 def check_output_depends_on_input(x: torch.Tensor, out: torch.Tensor) -> list[Diagnosis]:
@@ -328,7 +443,10 @@ def run_preflight(
     task: Task,
 ) -> Verdict:
     # a model that cannot take the data at all is the more basic error: probe it first
-    x, y = sample_batch(train, min(PROBE_BATCH, len(train)))
+    sampled = sample_batch(train, min(PROBE_BATCH, len(train)))
+    if isinstance(sampled, Diagnosis):
+        return verdict_of([sampled], {"train_size": stats.train.size})
+    x, y = sampled
     model.train()
     out = forward_probe(model, x, device)
     found: list[Diagnosis] = []
@@ -337,9 +455,10 @@ def run_preflight(
     found += check_overlap(stats)
     found += check_constant_inputs(stats)
     num_outputs = out.shape[1] if out.ndim >= 2 else 1
-    shape_problems = check_shapes(out, y, task)
+    shape_problems = check_shapes(out, y, task) or check_batch_of_one(model, x, out, device)
     found += shape_problems
-    found += task.check_labels(stats, num_outputs)
+    info = LabelInfo(getattr(train, "num_classes", None), getattr(train, "class_names", None))
+    found += task.check_labels(stats, num_outputs, info)
     figures: dict[str, Any] = {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_size": stats.train.size,
@@ -348,12 +467,24 @@ def run_preflight(
         "output_shape": list(out.shape[1:]),
     }
     found += check_output_depends_on_input(x, out)
-    if not shape_problems and not any(d.code == "label_out_of_range" for d in found):
-        loss = loss_fn(out, y.to(device))
+    bad_data = any(d.code in exit_code_codes() and d.severity == "fail" for d in found)
+    if not shape_problems and not bad_data:
+        try:
+            loss = loss_fn(out, y.to(device))
+        except Exception as exc:
+            found.append(
+                Diagnosis(
+                    "shape_mismatch",
+                    f"the loss raised {type(exc).__name__} on model output {tuple(out.shape)} "
+                    f"and targets {tuple(y.shape)} ({y.dtype}): {exc}. {hint('shape_mismatch')}",
+                )
+            )
+            return verdict_of(found, figures)
         figures["init_loss"] = float(loss.detach())
         if (expected := task.expected_init_loss(num_outputs)) is not None:
             figures["expected_init_loss"] = expected
-        found += task.check_init(float(loss.detach()), out, stats)
+        facts = probe_facts(model, train, out, device)
+        found += task.check_init(float(loss.detach()), out, stats, facts)
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
     found += check_fancy(model, config)
@@ -385,4 +516,10 @@ def _names(names: list[str]) -> str:
 
 def exit_code_codes() -> Sequence[str]:
     """Preflight codes that mean 'bad data or a model that does not fit it': exit 2."""
-    return ("label_out_of_range", "shape_mismatch")
+    return ("label_out_of_range", "shape_mismatch", "labels_ignored", "class_missing")
+
+
+def _copied(item: tuple[Any, Any]) -> tuple[Any, Any]:
+    """A read kept apart from the next one: data that changes on every read (an in-place
+    transform on a cached tensor) would otherwise compare equal to itself."""
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else copy.deepcopy(a) for a in item)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,6 +32,30 @@ from dlsteps.judge.verdict import Primary
 from dlsteps.ladder.stages import STANDARD_LADDER, Stage
 from dlsteps.observe.images import image_to_image_picture, on_cpu
 from dlsteps.observe.metrics import MetricSet
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """What the data set says about its classes (its ``num_classes`` and ``class_names``
+    attributes), for messages that name classes."""
+
+    declared: int | None = None
+    names: Sequence[str] | None = None
+
+    def named(self, classes: Sequence[int]) -> str:
+        shown = [
+            f"{c} ({self.names[c]})" if self.names and 0 <= c < len(self.names) else str(c)
+            for c in classes[:10]
+        ]
+        return ", ".join(shown) + (f", ... ({len(classes) - 10} more)" if len(classes) > 10 else "")
+
+
+@dataclass(frozen=True)
+class ProbeFacts:
+    """What preflight saw of a fresh model beside its output on the probe batch."""
+
+    final_op: str | None = None  # "a sigmoid" / "a softmax": the forward's last operation
+    unit_batches: int = 0  # probe batches whose every output lay inside (0, 1)
 
 
 class Task:
@@ -64,6 +89,11 @@ class Task:
         """Val loss of the best input-independent predictor fitted on train."""
         return None
 
+    def baseline_metric(self, stats: DataStats, metric: str) -> tuple[float, float] | None:
+        """What that predictor scores on the val ``metric``, and the standard error of that
+        score at this val size; None when it has no closed form here."""
+        return None
+
     # --- the target contract -------------------------------------------------------------
     def batch_problem(self, out: torch.Tensor, y: torch.Tensor) -> str | None:
         """What is wrong with a model output batch ``out`` against a target batch ``y``."""
@@ -72,12 +102,18 @@ class Task:
             return f"prediction {tuple(out.shape)} and target {tuple(y.shape)} differ"
         return None
 
-    def check_labels(self, stats: DataStats, num_outputs: int) -> list[Diagnosis]:
+    def check_labels(
+        self, stats: DataStats, num_outputs: int, labels: LabelInfo | None = None
+    ) -> list[Diagnosis]:
         """The label counts against the model's outputs (tasks with class labels)."""
         return []
 
     def check_init(
-        self, loss: float, out: torch.Tensor, stats: DataStats | None
+        self,
+        loss: float,
+        out: torch.Tensor,
+        stats: DataStats | None,
+        probe: ProbeFacts | None = None,
     ) -> list[Diagnosis]:
         """The loss of a fresh model on a probe batch (``out`` its outputs)."""
         if not math.isfinite(loss):

@@ -6,6 +6,7 @@ predicts the train mean target everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ from torch import nn
 from dlsteps.data.stats import DataStats
 from dlsteps.judge.diagnoses import Diagnosis
 from dlsteps.observe.metrics import MetricSet, ValueMetrics
-from dlsteps.tasks.base import ValueTask
+from dlsteps.tasks.base import ProbeFacts, ValueTask
 
 # MSE at init: a fresh model predicts ~0, so the loss is about E[y²] (+ output variance).
 INIT_MSE_FACTOR = 10.0
@@ -37,10 +38,23 @@ class Regression(ValueTask):
         vm, vsq = np.asarray(stats.val.target_mean), np.asarray(stats.val.target_sq_mean)
         return float(np.mean(vsq - 2 * mu * vm + mu**2))
 
+    def baseline_metric(self, stats: DataStats, metric: str) -> tuple[float, float] | None:
+        """The train mean predicted everywhere: its RMSE on val, with the standard error of
+        an RMSE over this many val items (normal errors: rmse / sqrt(2 n))."""
+        mse = self.baseline_loss(stats, None)
+        if metric != "rmse" or mse is None or mse < 0:
+            return None
+        rmse = math.sqrt(mse)
+        return rmse, rmse / math.sqrt(2 * max(stats.val.read, 1))
+
     def check_init(
-        self, loss: float, out: torch.Tensor, stats: DataStats | None
+        self,
+        loss: float,
+        out: torch.Tensor,
+        stats: DataStats | None,
+        probe: ProbeFacts | None = None,
     ) -> list[Diagnosis]:
-        found = super().check_init(loss, out, stats)
+        found = super().check_init(loss, out, stats, probe)
         if found or stats is None or not stats.train.target_sq_mean:
             return found
         sq = float(sum(stats.train.target_sq_mean) / len(stats.train.target_sq_mean))

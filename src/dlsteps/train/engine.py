@@ -115,6 +115,20 @@ class FitSetup:
     callbacks: list[Callback] = field(default_factory=list)
 
 
+class StepFailed(Exception):
+    """The user's model, loss or data raised inside the loop: ``step`` and ``phase`` say
+    where, ``shapes`` what the batch was; the original exception is the ``__cause__``."""
+
+    def __init__(self, step: int, phase: str, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__(f"step {step} ({phase})")
+        self.step, self.phase = step, phase
+        self.shapes = (_described(x), _described(y))
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{tuple(t.shape)} ({str(t.dtype).removeprefix('torch.')})"
+
+
 @dataclass
 class FitResult:
     last_step: int
@@ -280,7 +294,10 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
             meter.samples += x.shape[0]
             pending.add_host(step, "time/data", time.perf_counter() - t_wait)
             timer.start()
-            loss, norm, extra = s.step(x, y)
+            try:
+                loss, norm, extra = s.step(x, y)
+            except Exception as exc:
+                raise StepFailed(step, "train step", x, y) from exc
             pending.add_host(step, "lr", s.optimizer.param_groups[0]["lr"])
             if s.scheduler is not None:
                 s.scheduler.step()
@@ -289,7 +306,10 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
             for tag, value in extra.items():
                 pending.add(step, tag, value)
             if validate:
-                vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
+                try:
+                    vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
+                except Exception as exc:
+                    raise StepFailed(step, "val batch", vx, vy) from exc
                 pending.add(step, "val/loss", vloss)
                 pending.add(step, "diag/output_spread", spread)
             timer.stop(step, pending)

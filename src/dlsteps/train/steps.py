@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
-
-from dlsteps.errors import ModelError
 
 # (inputs, targets) -> (loss, gradient norm, {tag: value}), all device tensors
 TrainStep = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict]]
@@ -82,32 +79,3 @@ def output_spread(out: torch.Tensor) -> torch.Tensor:
     centred = flat - flat.mean(dim=0)
     across_batch = (centred.square().sum(dim=0) / (flat.shape[0] - 1)).sqrt().mean()
     return across_batch / (flat.std() + 1e-12)
-
-
-class FirstStepGuard:
-    """Wraps a train step: a failure on the very first batch is the model not fitting the
-    data (wrong input channels, wrong target shape), reported with the batch's shapes.
-    Later failures keep their traceback; the first batch went through, so they are not
-    a plain mismatch."""
-
-    def __init__(self, step: Any) -> None:
-        self.step = step
-        self.first = True
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Any:
-        if not self.first:
-            return self.step(x, y)
-        try:
-            out = self.step(x, y)
-        except Exception as exc:
-            raise ModelError(
-                f"the first training step raised {type(exc).__name__} on an input batch "
-                f"{tuple(x.shape)} ({x.dtype}) with targets {tuple(y.shape)} ({y.dtype}): {exc}"
-            ) from exc
-        self.first = False
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("step", "first"):
-            raise AttributeError(name)
-        return getattr(self.step, name)

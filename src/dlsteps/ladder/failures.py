@@ -1,0 +1,57 @@
+"""A failure inside the training loop, told as the user's: which step, which module.
+
+The engine reports that a step raised (``StepFailed``: the step, train or val, the batch's
+shapes); here it becomes one ``UserError`` with a code, naming the model's module where
+it happened and the first line of the user's own code on the way, so the run records a
+stage ``error`` and exits 2 instead of printing torch's traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import dlsteps
+from dlsteps.errors import ModelError, UserError
+from dlsteps.train.engine import StepFailed
+
+# Code under these directories is the library's, not the user's.
+_LIBRARIES = tuple(str(Path(m.__file__).parent) for m in (dlsteps, torch, traceback))
+
+
+def step_error(failed: StepFailed, model: nn.Module) -> UserError:
+    """The user-facing error of ``failed`` (its ``__cause__`` is what the step raised)."""
+    cause = failed.__cause__
+    if isinstance(cause, UserError):
+        return cause
+    assert cause is not None
+    module, place = _where(cause, model)
+    where = (f" in module '{module}'" if module else "") + (f" at {place}" if place else "")
+    text = f"{type(cause).__name__}{where}: {cause}"
+    x, y = failed.shapes
+    if failed.step == 1 and failed.phase == "train step":
+        message = f"the first training step raised {text}, on an input batch {x} with targets {y}"
+    else:
+        message = f"step {failed.step} ({failed.phase}, inputs {x}, targets {y}) raised {text}"
+    error = ModelError(f"{message}. Run with --debug for the traceback.")
+    error.step = failed.step  # type: ignore[attr-defined]
+    return error
+
+
+def _where(exc: BaseException, model: nn.Module) -> tuple[str | None, str | None]:
+    """The deepest of the model's modules on the traceback (``''`` names the model
+    itself), and the deepest line of code outside dlsteps, torch and the standard
+    library: the user's."""
+    names = {id(m): name or type(m).__name__ for name, m in model.named_modules()}
+    module = place = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in names:
+            module = names[id(owner)]
+        file = frame.f_code.co_filename
+        if not file.startswith(_LIBRARIES) and "site-packages" not in file:
+            place = f"{Path(file).name}:{line} in {frame.f_code.co_name}"
+    return module, place

@@ -17,9 +17,10 @@ import pytest
 
 from dlsteps.config import load_config
 from dlsteps.judge.diagnoses import CATALOG
-from dlsteps.judge.verdict import Verdict
+from dlsteps.judge.verdict import Findings, Verdict
 from dlsteps.ladder.stages import STAGES, judge_stage
 from dlsteps.logbook.curves import read_curves
+from dlsteps.rundir.run import RunDir
 from dlsteps.tasks import make_task
 
 ZOO = Path(__file__).parent / "bugzoo"
@@ -37,7 +38,7 @@ CASES = {
     "regression_shape": ("preflight", "shape_mismatch", 2),
     "nan_in_data": ("preflight", "nan_loss", 1),
     "huge_lr": ("overfit-one", "diverging", 1),
-    "batch_std_norm": ("overfit-one", "nan_loss", 1),
+    "batch_std_norm": ("preflight", "batch_mixing", 1),  # was overfit-one nan_loss
     "tiny_lr": ("overfit-one", "loss_not_decreasing", 1),
     "scaled_logits": ("overfit-one", "vanishing_gradient", 1),
     "unscaled_targets": ("overfit-one", "loss_not_decreasing", 1),
@@ -57,6 +58,21 @@ CASES = {
     "short_stage": ("overfit-few", "still_improving", 1),
     "huge_weight_decay": ("full-data", "weight_decay_too_large", 1),
     "raises_mid_training": ("overfit-one", "model_error", 2),  # a stage error, not a gate
+    # issue 15: checks nobody else combines
+    "mixed_batch": ("preflight", "batch_mixing", 1),
+    "plain_list_layers": ("preflight", "unregistered_parameters", 1),
+    "long_warmup": ("preflight", "schedule_mismatch", 1),
+    "nan_later": ("overfit-few", "nan_loss", 1),
+    "dead_relu": ("overfit-one", "dead_units", 1),
+    "lazy_head": ("overfit-one", "bad_update", 1),
+}
+# case -> what the headline's message must also say (evidence gathered with the model)
+SAYS = {
+    "nan_later": "born in the output of module 'scale' at step",
+    "tiny_lr": "reaches the gate in",  # the advice tried before it is given
+    "huge_lr": "reaches the gate in",
+    "final_relu": "no learning rate in the range helped",  # a bug no rate fixes
+    "mixed_batch": "first appears in the output of module",
 }
 # case -> (stage, code of a warning it must carry); the pipeline itself climbs to full-data
 WARNINGS = {
@@ -93,6 +109,7 @@ def _assert_rejudged_identically(case: str, run_dir: Path, summary: dict, *sets:
                 plan.knobs.gate,
                 history,
                 make_task(plan.config).primary(plan.config.metrics.primary),
+                Findings.from_json(RunDir(run_dir).stage(entry["name"]).read_findings()),
             )
             assert again.status == recorded.status, entry["name"]
             assert [d.to_json() for d in again.diagnoses] == entry["diagnoses"]
@@ -119,6 +136,8 @@ def test_bug_is_caught_at_its_stage_with_its_code(cli, tmp_path: Path, case: str
     # what was seen, in numbers, and what to try: never a bare code
     assert any(ch.isdigit() for ch in fails[0]["message"]), fails[0]["message"]
     assert len(fails[0]["message"]) > 80
+    if case in SAYS:
+        assert SAYS[case] in fails[0]["message"], fails[0]["message"]
     _assert_rejudged_identically(case, run_dir, summary)
 
 

@@ -30,6 +30,9 @@ WATCHED = {
     "shape_mismatch",
     "no_gradient",
     "nan_loss",
+    "batch_mixing",
+    "unregistered_parameters",
+    "schedule_mismatch",
 }
 
 

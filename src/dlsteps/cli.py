@@ -259,6 +259,30 @@ def profile(
     raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
 
 
+@app.command("lr-find")
+def lr_find_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/seg.yaml")],
+    on: Annotated[
+        str, typer.Option("--on", help="few: overfit-few's batch; train: the train set")
+    ] = "few",
+    low: Annotated[float, typer.Option("--low", help="lowest learning rate")] = 1e-7,
+    high: Annotated[float, typer.Option("--high", help="highest learning rate")] = 1.0,
+    steps: Annotated[int, typer.Option("--steps", min=5, help="rates tried (one step each)")] = 100,
+    set_: SetOpt = None,
+    run_dir: RunDirOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """A learning-rate range test: the suggested rate, and the curve (TensorBoard,
+    RUN_DIR/report.html); the model's weights are restored afterwards."""
+    from dlsteps.tools.lr_find import lr_find
+
+    result = lr_find(config, set_ or [], on, low, high, steps, run_dir, device)
+    console = Console()
+    for line in result.lines():
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"curve: {result.run_dir / 'report.html'}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="project directory (created if missing)")],

@@ -92,6 +92,12 @@ class StepStream:
     def steps_per_epoch(self) -> int:
         return math.ceil(self.sampler.per_rank / self.batch_size)
 
+    def indices(self, step: int) -> list[int]:
+        """The data set indices of the batch of optimizer step ``step`` (1-based)."""
+        epoch, offset = divmod(step - 1, self.steps_per_epoch)
+        order = self.sampler.order(epoch)
+        return order[offset * self.batch_size : (offset + 1) * self.batch_size].tolist()
+
     def batches(self, start: int = 0) -> Iterator[Batch]:
         epoch, offset = divmod(start, self.steps_per_epoch)
         while True:
@@ -146,6 +152,11 @@ class FixedBatch:
         self.batch: Batch = (x, y)
         self.batch_size = len(indices)
         self.steps_per_epoch = 1
+        self.held = list(indices)
+
+    def indices(self, step: int) -> list[int]:
+        """The data set indices of every step's batch: always the same few."""
+        return self.held
 
     def batches(self, start: int = 0) -> Iterator[Batch]:
         while True:

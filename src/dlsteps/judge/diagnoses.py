@@ -272,6 +272,39 @@ CATALOG: dict[str, CodeInfo] = {
         "a bug in dlsteps",
         "rerun with --debug and report the traceback",
     ),
+    "batch_mixing": CodeInfo(
+        "a sample's output depends on other samples of the batch",
+        "a view or reshape that folds the batch into another axis, a transpose of the batch "
+        "with a feature axis, an RNN or transformer layer with the wrong batch_first",
+        "keep the batch dimension first in every view (x.flatten(1), x.reshape(x.shape[0], "
+        "-1)); check batch_first on every recurrent and attention layer",
+    ),
+    "unregistered_parameters": CodeInfo(
+        "layers or weights the optimizer cannot see",
+        "layers kept in a plain Python list or dict, a tensor made with requires_grad=True "
+        "stored as an attribute instead of nn.Parameter",
+        "use nn.ModuleList / nn.ModuleDict for lists of layers and nn.Parameter for weights",
+    ),
+    "schedule_mismatch": CodeInfo(
+        "the learning-rate schedule does not fit the stage's length",
+        "a warm-up or decay step size set for a longer run, a schedule horizon (T_max) from "
+        "another config, epochs changed without the schedule",
+        "set warmup_steps well below the stage's steps and step_size (or T_max) from the "
+        "stage's length",
+    ),
+    "bad_update": CodeInfo(
+        "the first optimizer step missed parameters that had gradients (or changed frozen ones)",
+        "a layer created inside forward() after the optimizer was built, a parameter group "
+        "with learning rate 0, a forward that writes to its own frozen weights",
+        "create every layer in __init__; check optimizer.param_groups against model.parameters()",
+    ),
+    "dead_units": CodeInfo(
+        "nearly all units of a ReLU layer output 0 for every input",
+        "a bias initialised far negative, a learning rate that knocked the layer dead, "
+        "inputs far off their expected scale",
+        "initialise biases at 0, lower the learning rate, normalise the inputs; LeakyReLU "
+        "or GELU keep a gradient where ReLU has none",
+    ),
     "prerequisite_not_passed": CodeInfo(
         "a stage was refused because the stages it builds on have not passed",
         "the adversarial stage run alone, or after an L1 stage (overfit-one, overfit-few, "
@@ -299,6 +332,12 @@ CAUGHT_AT: dict[str, str] = {
     "inputs is a warning there); overfit-few and full-data (output spread of the val batch)",
     "nan_loss": "preflight (NaN/Inf in the data, or at init); any training stage (step given)",
     "fancy_features": "preflight (warning)",
+    "bad_update": "the first step of every training stage (optimizer hooks)",
+    "dead_units": "any training stage (health/dead/<layer> at flushes; the headline of a "
+    "failure, a warning otherwise)",
+    "batch_mixing": "preflight (gradient of one sample's output w.r.t. the other inputs)",
+    "unregistered_parameters": "preflight (the model's attributes)",
+    "schedule_mismatch": "preflight (each training stage's LR schedule, simulated)",
     "large_model": "preflight (warning)",
     "diverging": "any training stage",
     "exploding_gradient": "any training stage",

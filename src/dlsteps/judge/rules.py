@@ -56,6 +56,8 @@ SYMPTOMS = (
     "scale_up_hurts",
 )
 CAUSES = ("labels_ignored", "class_missing", "extra_outputs")
+WEIGHTS_SHRUNK = 0.5  # weights/norm below this share of its start, with weight decay on
+DEAD_SHARE = 0.9  # a ReLU layer with this share of units dead is cut off
 DATA_BOUND_SECONDS = 0.05  # a data wait over half the step and this long fails data_bound
 
 
@@ -135,7 +137,9 @@ def check_diverging(train: Curve) -> Diagnosis | None:
     return None
 
 
-def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
+def check_gradients(
+    grad: Curve, train_improved: bool, groups: Mapping[str, Curve] | None = None
+) -> Diagnosis | None:
     if not len(grad):
         return None
     values = grad.values
@@ -168,10 +172,18 @@ def check_gradients(grad: Curve, train_improved: bool) -> Diagnosis | None:
         )
     median = float(np.median(values))
     if median < VANISHING_NORM and not train_improved:
+        layers = sorted(
+            (float(np.median(c.values)), name) for name, c in (groups or {}).items() if len(c)
+        )
+        named = (
+            "; per layer group (median): " + ", ".join(f"{n} {v:.1e}" for v, n in layers[:5])
+            if layers
+            else ""
+        )
         return Diagnosis(
             "vanishing_gradient",
             f"median gradient norm is {median:.2e} (under {VANISHING_NORM:g}) while the loss did "
-            f"not improve. {hint('vanishing_gradient')}",
+            f"not improve{named}. {hint('vanishing_gradient')}",
             step=int(grad.steps[0]),
         )
     return None
@@ -351,7 +363,10 @@ def common_rules(curves: Curves, val: bool = False) -> tuple[list[Diagnosis], bo
     found = [d for d in (diverging,) if d]
     k = max(1, min(10, len(train) // 5))
     improved = len(train) > 1 and np.mean(train.values[-k:]) < 0.9 * np.mean(train.values[:k])
-    if (grad := check_gradients(curves.get_curve("grad/norm"), bool(improved))) is not None:
+    groups = {
+        t.removeprefix("grad/norm/"): c for t, c in curves.items() if t.startswith("grad/norm/")
+    }
+    if (grad := check_gradients(curves.get_curve("grad/norm"), bool(improved), groups)) is not None:
         found.append(grad)
     return found, bool(found)
 
@@ -440,10 +455,14 @@ def likely_cause(
     if not fails or fails[0].code not in SYMPTOMS:
         return None
     symptom = fails[0].code
-    if (decay := check_weight_decay(curves)) is not None:
-        return Diagnosis(
-            decay.code, f"{symptom} is likely caused by the weight decay: {decay.message}", "fail"
-        )
+    for found in (check_weight_decay(curves), check_dead_units(curves)):
+        if found is not None:
+            return Diagnosis(
+                found.code,
+                f"{symptom} is likely caused by this: {found.message}",
+                "fail",
+                step=found.step,
+            )
     pre = history.get("preflight")
     seen = [d for d in pre.diagnoses if d.code in CAUSES] if pre is not None else []
     if not seen:
@@ -459,21 +478,47 @@ def likely_cause(
 def check_weight_decay(curves: Curves) -> Diagnosis | None:
     """Decoupled weight decay shrinks every weight by ``(1 - lr * wd)`` per step, a
     factor ``exp(-sum(lr) * wd)`` over the stage: above e, the decay alone takes the
-    weights most of the way to zero whatever the gradient says."""
+    weights most of the way to zero whatever the gradient says. Also seen directly: the
+    norm of all weights (``weights/norm``) fell below half of its start."""
     wd, lr = curves.get_curve("optim/weight_decay"), curves.get_curve("lr")
     if not (len(wd) and len(lr)) or not wd.values[0] > 0:
         return None
     shrink = float(wd.values[0] * np.sum(lr.values))
-    if shrink < 1.0:
+    norm = curves.get_curve("weights/norm")
+    ratio = float(norm.values[-1] / max(norm.values[0], 1e-12)) if len(norm) > 1 else 1.0
+    if shrink < 1.0 and ratio >= WEIGHTS_SHRUNK:
         return None
+    seen = f"; the weights' norm fell to {ratio:.0%} of its start" if ratio < 1 else ""
     return Diagnosis(
         "weight_decay_too_large",
         f"weight decay {wd.values[0]:g} at this stage's learning rates shrinks every weight "
         f"by a factor {math.exp(min(shrink, 700)):.3g} over its {len(lr)} steps on its own "
-        f"(sum of lr x weight_decay = {shrink:.3g}; below 1 the decay stays a regularizer). "
-        f"{hint('weight_decay_too_large')}",
+        f"(sum of lr x weight_decay = {shrink:.3g}; below 1 the decay stays a regularizer)"
+        f"{seen}. {hint('weight_decay_too_large')}",
         "fail",
         step=int(lr.steps[-1]),
+    )
+
+
+def check_dead_units(curves: Curves) -> Diagnosis | None:
+    """ReLU layers whose units are nearly all 0 for every input of the probe batch at the
+    end of the stage (``health/dead/<layer>``): they pass no gradient back."""
+    dead = {
+        tag.removeprefix("health/dead/"): curve.last
+        for tag, curve in curves.items()
+        if tag.startswith("health/dead/") and len(curve) and curve.last >= DEAD_SHARE
+    }
+    if not dead:
+        return None
+    shown = ", ".join(f"'{name}' {share:.0%}" for name, share in sorted(dead.items())[:5])
+    step = int(next(c for t, c in curves.items() if t.startswith("health/dead/")).steps[-1])
+    return Diagnosis(
+        "dead_units",
+        f"{len(dead)} ReLU layers have nearly all units dead (0 for every input of a fixed "
+        f"val batch) at the end of the stage: {shown}; they pass no gradient to the layers "
+        f"before them. {hint('dead_units')}",
+        "warn",
+        step=step,
     )
 
 

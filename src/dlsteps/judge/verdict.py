@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dlsteps.judge.diagnoses import Diagnosis
@@ -31,6 +31,44 @@ class Verdict:
             "diagnoses": [d.to_json() for d in self.diagnoses],
             "figures": self.figures,
         }
+
+
+@dataclass
+class Findings:
+    """What a stage found beyond its curves, by checks that needed the model: diagnoses of
+    their own (an optimizer step that changed nothing) and details that complete a curve
+    rule's diagnosis of the same code (where a NaN was born; the learning rates tried).
+    Saved beside the logbook (``findings.json``), so a re-judge sees them too."""
+
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.diagnoses or self.details)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"diagnoses": [d.to_json() for d in self.diagnoses], "details": self.details}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Findings:
+        if not data:
+            return cls()
+        return cls(
+            [Diagnosis.from_json(d) for d in data.get("diagnoses", [])],
+            dict(data.get("details", {})),
+        )
+
+    def applied(self, verdict: Verdict) -> Verdict:
+        """``verdict`` with the findings' diagnoses first (they name causes) and each
+        detail appended to the diagnosis of its code; its status follows."""
+        detailed = [
+            replace(d, message=f"{d.message} {self.details[d.code]}")
+            if d.code in self.details
+            else d
+            for d in verdict.diagnoses
+        ]
+        judged = verdict_of([*self.diagnoses, *detailed], verdict.figures)
+        return judged if verdict.status in ("passed", "failed") else verdict
 
 
 def verdict_of(found: list[Diagnosis], figures: dict[str, Any]) -> Verdict:

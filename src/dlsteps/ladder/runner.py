@@ -28,11 +28,11 @@ from dlsteps.errors import (
     as_user_error,
 )
 from dlsteps.judge.diagnoses import Diagnosis, hint
-from dlsteps.judge.verdict import Verdict
+from dlsteps.judge.verdict import Verdict, verdict_of
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import STAGES, Stage, canonical_stage
 from dlsteps.ladder.training import StageRun, train_stage
-from dlsteps.preflight.checks import exit_code_codes, run_preflight
+from dlsteps.preflight.checks import check_schedules, exit_code_codes, run_preflight
 from dlsteps.report.console import Reporter
 from dlsteps.report.html import write_report
 from dlsteps.rundir.run import RunDir, finished_entries, overall_status, stamp
@@ -286,13 +286,17 @@ class _Climb:
                 "must pass first"
             )
             verdict = refused
-        elif stage.unconfigured and not self.loaded.configured(stage.name):
+        elif self._skipped(stage):
             self.reporter.message(f"[dim]▶ {stage.name}: skipped, {stage.unconfigured}[/dim]")
             verdict, notes = Verdict("skipped"), [stage.unconfigured]
         else:
             verdict, notes = train_stage(self.stage_run, stage, plan, stage_dir)
         stage_dir.write_verdict(verdict.to_json(), notes)
         return verdict, notes
+
+    def _skipped(self, stage: Stage) -> bool:
+        """A stage that runs only once configured (scale-up), not configured here."""
+        return bool(stage.unconfigured) and not self.loaded.configured(stage.name)
 
     def _stored(self, entry: dict[str, Any]) -> Verdict:
         """The verdict of a stage an earlier attempt finished, from its ``verdict.json``
@@ -307,7 +311,16 @@ class _Climb:
         model = project.model(plan)
         task = project.task(plan)
         loss_fn = task.loss().to(project.device)
-        return run_preflight(model, loss_fn, train, val, stats, plan.config, project.device, task)
+        verdict = run_preflight(
+            model, loss_fn, train, val, stats, plan.config, project.device, task
+        )
+        scheduled = [
+            self.loaded.plans[s.name]
+            for s in self.ladder
+            if s.trains and not s.plain and not self._skipped(s)
+        ]
+        verdict.diagnoses += check_schedules(scheduled, len(train))
+        return verdict_of(verdict.diagnoses, verdict.figures)
 
     def _refusal(self, stage: Stage) -> Verdict | None:
         """A failed verdict when a prerequisite has not passed in this run or its directory

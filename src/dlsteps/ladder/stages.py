@@ -26,7 +26,7 @@ from dlsteps.judge.gates import (
     gate_overfit_one,
     gate_scale_up,
 )
-from dlsteps.judge.rules import likely_cause
+from dlsteps.judge.rules import check_dead_units, likely_cause
 from dlsteps.judge.schemas import (
     AdversarialGate,
     CompareGate,
@@ -35,7 +35,7 @@ from dlsteps.judge.schemas import (
     TrainingGate,
 )
 from dlsteps.judge.speed import speed_figures
-from dlsteps.judge.verdict import Primary, Verdict
+from dlsteps.judge.verdict import Findings, Primary, Verdict
 from dlsteps.logbook.curves import Curves
 
 Kind = Literal["check", "fit", "adversarial"]
@@ -58,6 +58,7 @@ class Stage:
     unconfigured: str = ""  # set: skipped with this note unless stages.<name> is configured
     length_of: str | None = None  # trains as long as this stage unless steps/epochs are set
     logs_baseline: bool = False  # logs the input-independent predictor's val loss
+    shows_worst: bool = False  # pictures the val samples with the highest loss at its end
     distributed: bool = True  # runs under --nproc
 
     @property
@@ -70,16 +71,22 @@ class Stage:
         gate: TrainingGate,
         history: Mapping[str, Verdict] | None = None,
         primary: Primary | None = None,
+        findings: Findings | None = None,
     ) -> Verdict:
-        """The verdict of this training stage from its curves, the earlier stages' verdicts
-        and the primary metric's definition: what the runner records and what ``dlsteps
-        report`` and the tests re-judge, through this one function."""
+        """The verdict of this training stage from its curves, the earlier stages' verdicts,
+        the primary metric's definition and what the stage found beyond its curves: what
+        the runner records and what ``dlsteps report`` and the tests re-judge, through
+        this one function."""
         if self.gate is None:
             raise ValueError(f"{self.name} has no curve gate")
         history = history or {}
         verdict = self.gate(curves, gate, history, primary)
+        if findings:
+            verdict = findings.applied(verdict)
         if (cause := likely_cause(verdict, curves, history)) is not None:
             verdict.diagnoses.insert(0, cause)
+        elif (dead := check_dead_units(curves)) is not None:
+            verdict.diagnoses.append(dead)  # a warning where the stage did not fail of it
         verdict.figures.update(speed_figures(curves, gate.max_batch_seconds))  # every stage
         if primary is not None and (figure := primary.from_curves(curves)) is not None:
             verdict.figures["primary_metric"] = figure
@@ -125,6 +132,7 @@ FULL_DATA = Stage(
     gate_schema=FullDataGate,
     overlay={"epochs": 3},
     logs_baseline=True,
+    shows_worst=True,
 )
 # augment and scale-up train as long as full-data unless told otherwise, so their gates
 # compare like with like; both allow a drop of 0.02 in the primary metric, about the
@@ -208,6 +216,7 @@ def judge_stage(
     gate: TrainingGate,
     history: Mapping[str, Verdict] | None = None,
     primary: Primary | None = None,
+    findings: Findings | None = None,
 ) -> Verdict:
     """``Stage.judge`` by stage name: the one re-judge of a training stage."""
-    return STAGES[canonical_stage(name)].judge(curves, gate, history, primary)
+    return STAGES[canonical_stage(name)].judge(curves, gate, history, primary, findings)

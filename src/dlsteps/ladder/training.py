@@ -9,7 +9,8 @@ curves it logged with the stage's gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,17 @@ from dlsteps.data.augment import augment_train, describe, resolve_entries
 from dlsteps.data.items import NamedItems
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples, workers
 from dlsteps.errors import UserError
+from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.rules import overfit_reached
-from dlsteps.judge.verdict import Verdict
+from dlsteps.judge.verdict import Findings, Verdict
+from dlsteps.ladder.advice import TRY_CODES, tried_rates
 from dlsteps.ladder.failures import step_error
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
+from dlsteps.rundir.layout import LR_SWEEP_JSON
 from dlsteps.rundir.run import StageDir
 from dlsteps.tasks.base import Task
 from dlsteps.train import adversarial, checkpoint, distributed, resume
@@ -47,6 +51,7 @@ from dlsteps.train.engine import (
 )
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
 from dlsteps.train.steps import SupervisedStep, TrainStep
+from dlsteps.train.watch import LayerHealth, NanWatch, UpdateWatch
 
 
 @dataclass
@@ -60,6 +65,24 @@ class StageRun:
     resuming: bool  # continue from the stage's checkpoint (``--resume``)
     stop_requested: Callable[[], bool] | None = None  # SIGINT/SIGTERM
     callbacks: Sequence[Callback] = field(default_factory=tuple)  # the caller's own
+
+
+class FirstBatch:
+    """A train source that hands its first batch, as the model receives it, to ``see``."""
+
+    def __init__(self, source: Any, see: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
+        self.source = source
+        self.see: Callable[[torch.Tensor, torch.Tensor], None] | None = see
+        self.steps_per_epoch, self.indices = source.steps_per_epoch, source.indices
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        stream = self.source.batches(start)
+        if self.see is not None:
+            first = next(stream)
+            self.see(*first)
+            self.see = None  # once: a NaN replay reads the stream again
+            yield first
+        yield from stream
 
 
 class _Report(Callback):
@@ -85,6 +108,8 @@ def train_stage(
         source_dir = project.run.stage(knobs.init_from)
         _load_weights(model, source_dir, knobs.init_from)
         notes.append(f"weights initialised from the {knobs.init_from} checkpoint")
+    # the weights the stage starts from, for advice tried from the very same start
+    initial = copy.deepcopy(model.state_dict()) if stage.plain else None
     train_source, val_source = _sources(ctx, task, plan, stage.plain, notes)
     total = knobs.steps or (knobs.epochs or 1) * train_source.steps_per_epoch
     optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
@@ -113,6 +138,10 @@ def train_stage(
         notes.append(f"resumed after step {start} from its checkpoint")
     if gate.max_seconds is not None:
         callbacks.append(TimeBudget(gate.max_seconds))
+    updates = UpdateWatch(model, optimizer) if start == 0 else None  # the first step only
+    nans = None if distributed.active() else NanWatch(model, optimizer, scheduler)
+    if nans is not None:
+        callbacks.append(nans)
     setup = FitSetup(
         model=model,
         step=step,
@@ -136,10 +165,27 @@ def train_stage(
         result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
     except StepFailed as failed:  # the user's model, loss or data raised inside the loop
         raise step_error(failed, model) from failed.__cause__
+    finally:
+        if updates is not None:
+            updates.close()
     ckpts.save(result.last_step, finished=result.reason)
+    findings = _findings(updates, nans, result, setup)
+    stage_dir.write_findings(findings.to_json())
     curves = stage_dir.curves()
     primary = task.primary(cfg.metrics.primary)
-    verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary))
+    verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary, findings))
+    headline = next((d.code for d in verdict.diagnoses if d.severity == "fail"), None)
+    if initial is not None and headline in TRY_CODES and not distributed.active():
+        assert isinstance(train_source, FixedBatch)
+        tried = tried_rates(
+            plan, model, initial, train_source, loss_fn, project.device, _reached(gate), total
+        )
+        if tried is not None:
+            findings.details[headline] = tried.text(cfg.optim.lr)
+            stage_dir.write_json(LR_SWEEP_JSON, {**tried.curve.to_json(), "tried": tried.results})
+            stage_dir.write_findings(findings.to_json())
+            notes.append(f"learning rates tried in {tried.seconds:.1f} s")
+            verdict = stage.judge(curves, gate, ctx.history, primary, findings)
     verdict.figures["stopped"] = result.reason.value
     if result.reason is StopReason.PRUNED:
         verdict.status = "pruned"
@@ -150,6 +196,23 @@ def train_stage(
     if result.reason is StopReason.TIME_BUDGET:
         notes.append(f"stopped at the wall-time budget of {gate.max_seconds:g} s")
     return verdict, notes
+
+
+def _findings(
+    updates: UpdateWatch | None, nans: NanWatch | None, result: FitResult, setup: FitSetup
+) -> Findings:
+    """What the watches saw: a first optimizer step that missed (or made) updates, and
+    where a NaN was born (the state of the last good flush replayed to its step)."""
+    findings = Findings(
+        [Diagnosis("bad_update", f"{p}. {hint('bad_update')}", step=1) for p in updates.problems]
+        if updates is not None
+        else []
+    )
+    if result.reason is StopReason.NAN_LOSS and nans is not None and result.nan_step:
+        origin = nans.replay(setup.step, setup.train, result.nan_step, setup.train.indices)
+        if origin is not None:
+            findings.details["nan_loss"] = origin
+    return findings
 
 
 def _reached(gate: Any) -> Callable[[Sequence[float]], bool]:
@@ -287,7 +350,11 @@ def _fit_logged(
             )
             if not start:
                 observer.start()
+                setup.train = FirstBatch(setup.train, observer.first_batch)
             setup.callbacks = [*setup.callbacks, *observer.callbacks()]
+            probe = next(iter(observer.loader))[0].to(project.device)  # one fixed val batch
+            health = LayerHealth(setup.model, probe, logbook)
+            setup.callbacks = [*setup.callbacks, health]
         if ctx.stop_requested is not None:
             setup.callbacks = [*setup.callbacks, Interrupt(ctx.stop_requested)]
         result = resume.fit(setup, logbook, point)  # engine.fit, from the checkpoint if any
@@ -297,7 +364,9 @@ def _fit_logged(
             raise ckpts.interrupted(result.last_step)
         # killed after its final checkpoint: the stage only needs judging
         if not resume.finished(point) and observer is not None:
-            observer.finish(result.last_step)  # the stage-end metrics the gates compare
+            health.measure(result.last_step)
+            # the stage-end metrics the gates compare
+            observer.finish(result.last_step, worst=stage.shows_worst)
     return result
 
 

@@ -50,14 +50,14 @@ def is_image_batch(x: torch.Tensor) -> bool:
 
 
 def on_cpu(
-    x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
     """Inputs, targets and outputs detached on the CPU (inputs and outputs as float), or
     None when the inputs are not images."""
     x = x.detach().float().cpu()
     if not is_image_batch(x):
         return None
-    return x, y.detach().cpu(), out.detach().float().cpu()
+    return x, y.detach().cpu(), out.detach().float().cpu() if out is not None else None
 
 
 def png_bytes(picture: np.ndarray) -> bytes:
@@ -67,27 +67,37 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 
 def segmentation_picture(
-    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, ignore_index: int
+    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor | None, ignore_index: int | None
 ) -> np.ndarray:
+    """Input | target | prediction per row (no prediction column when ``pred`` is None:
+    the batch as it enters the model)."""
     rows = []
     for i in range(len(x)):
         base = _to_rgb(x[i])  # (H, W, 3) in [0, 1]
         grey = base.mean(axis=2, keepdims=True).repeat(3, axis=2)  # colours only from classes
-        target, guess = y[i].numpy(), pred[i].numpy()
-        rows.append([base, _overlay(grey, target, ignore_index), _overlay(grey, guess, None)])
+        row = [base, _overlay(grey, y[i].numpy(), ignore_index)]
+        if pred is not None:
+            row.append(_overlay(grey, pred[i].numpy(), None))
+        rows.append(row)
     return _grid(rows)
 
 
 def classification_picture(
-    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, class_names: list[str] | None
+    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor | None, class_names: list[str] | None
 ) -> np.ndarray:
+    """A grid of tiles captioned ``target -> prediction``, framed green when right, red
+    when wrong; with ``pred`` None, captioned with the label alone in a grey frame."""
     names = class_names or []
     label = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
     tiles = []
     for i in range(len(x)):
-        t, p = int(y[i]), int(pred[i])
+        t = int(y[i])
         tile = _upscale(_to_rgb(x[i]))
-        tiles.append(_label_tile(tile, (label(t), f"-> {label(p)}"), right=t == p))
+        if pred is None:
+            tiles.append(_label_tile(tile, (label(t), ""), right=None))
+        else:
+            p = int(pred[i])
+            tiles.append(_label_tile(tile, (label(t), f"-> {label(p)}"), right=t == p))
     per_row = 8
     rows = [tiles[i : i + per_row] for i in range(0, len(tiles), per_row)]
     blank = np.ones_like(tiles[0])
@@ -95,11 +105,16 @@ def classification_picture(
     return _grid(rows, upscale=False)
 
 
-def image_to_image_picture(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> np.ndarray:
+def image_to_image_picture(
+    x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None
+) -> np.ndarray:
     lo, hi = float(y.min()), float(y.max())
     rows = []
     for i in range(len(x)):
-        rows.append([_to_rgb(x[i]), _to_rgb(y[i], lo, hi), _to_rgb(out[i], lo, hi)])
+        row = [_to_rgb(x[i]), _to_rgb(y[i], lo, hi)]
+        if out is not None:
+            row.append(_to_rgb(out[i], lo, hi))
+        rows.append(row)
     return _grid(rows)
 
 
@@ -126,10 +141,12 @@ def _upscale(img: np.ndarray) -> np.ndarray:
     return img.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
-def _label_tile(tile: np.ndarray, lines: tuple[str, str], right: bool) -> np.ndarray:
-    """The tile with a coloured frame and two caption lines (target, prediction) under it."""
+def _label_tile(tile: np.ndarray, lines: tuple[str, str], right: bool | None) -> np.ndarray:
+    """The tile with a frame (green right, red wrong, grey neither) and two caption lines
+    (target, prediction) under it."""
     h, w = tile.shape[:2]
-    frame = np.array([0.2, 0.7, 0.3] if right else [0.9, 0.2, 0.2], dtype=np.float32)
+    colour = [0.6, 0.6, 0.6] if right is None else [0.2, 0.7, 0.3] if right else [0.9, 0.2, 0.2]
+    frame = np.array(colour, dtype=np.float32)
     canvas = np.ones((h + 4 + 2 * LINE, w + 4, 3), dtype=np.float32)
     canvas[: h + 4] = frame
     canvas[2 : h + 2, 2 : w + 2] = tile

@@ -8,7 +8,9 @@ measured and pictured is the task's (``Task.metric_set``, ``Task.picture``). It 
 - ``metrics/<name>`` rows to the logbook (JSONL + TensorBoard scalars);
 - the picture of fixed val samples to TensorBoard (``samples``) and to
   ``<stage>/samples.png`` for the report;
-- ``<stage>/metrics.json``: the stage-end values and the confusion matrix;
+- ``<stage>/metrics.json``: the stage-end values and the confusion matrix (full-data:
+  also the highest-loss val samples, pictured in ``worst.png``);
+- the stage's first train batch as it enters the model, in ``batch.png``;
 - the stage's hyper-parameters with its metrics under TensorBoard's HParams plugin, so
   stages and runs can be compared side by side.
 """
@@ -33,11 +35,14 @@ from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Row
 from dlsteps.observe.images import png_bytes
 from dlsteps.observe.metrics import MetricValues, evaluate, val_loader
-from dlsteps.rundir.layout import PICTURES_SUFFIX
+from dlsteps.rundir.layout import BATCH_PNG, PICTURES_SUFFIX, WORST_PNG
 from dlsteps.rundir.run import StageDir
 from dlsteps.tasks.base import Task
 from dlsteps.train.callbacks import Periodic
 from dlsteps.train.engine import Callback
+
+PICTURED_BATCH = 16  # samples of the first train batch shown
+WORST_SAMPLES = 8  # highest-loss val samples shown at the end of full-data
 
 
 class StageObserver:
@@ -58,7 +63,7 @@ class StageObserver:
         cfg = plan.config
         train, val = datasets
         names = getattr(val, "class_names", None) or getattr(train, "class_names", None)
-        self.plan, self.task, self.model = plan, task, model
+        self.plan, self.task, self.model, self.val = plan, task, model, val
         self.stage_dir, self.logbook = stage_dir, logbook
         self.device, self.autocast = device, autocast
         self.class_names = list(names) if names else None
@@ -124,10 +129,49 @@ class StageObserver:
             self.stage_dir.write_samples(png_bytes(pic))
         return pic
 
-    def finish(self, step: int) -> None:
+    def first_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The stage's first train batch exactly as it enters the model (after augmentation
+        and collation), with its targets drawn on: TensorBoard ``batch``, ``batch.png``."""
+        shown = min(len(x), PICTURED_BATCH)
+        pic = self.task.picture(x[:shown], y[:shown], None, self.class_names)
+        if pic is not None:
+            self.writer.add_image("batch", pic, 0, dataformats="HWC")
+            self.writer.flush()
+            self.stage_dir.write_png(BATCH_PNG, png_bytes(pic))
+
+    def worst(self, step: int, count: int = WORST_SAMPLES) -> list[dict[str, float]]:
+        """The val samples with the highest loss at the end of the stage: a picture of them
+        (TensorBoard ``worst``, ``worst.png``) and their indices and losses."""
+        losses = []
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            for x, y in self.loader:
+                x, y = x.to(self.device), y.to(self.device)
+                with self.autocast or contextlib.nullcontext():
+                    out = self.model(x)
+                losses.append(self.task.sample_losses(out, y).float().cpu())
+        self.model.train(was_training)
+        per = torch.cat(losses)  # (N,) in val order: the loader does not shuffle
+        top = torch.argsort(per, descending=True)[:count].tolist()
+        picked = Subset(IndexedItems(self.val), top)
+        x, y = next(iter(DataLoader(picked, batch_size=len(top), collate_fn=CheckedCollate("val"))))
+        with torch.no_grad(), self.autocast or contextlib.nullcontext():
+            self.model.eval()
+            out = self.model(x.to(self.device))
+            self.model.train(was_training)
+        pic = self.task.picture(x, y, out, self.class_names)
+        if pic is not None:
+            self.writer.add_image("worst", pic, step, dataformats="HWC")
+            self.writer.flush()
+            self.stage_dir.write_png(WORST_PNG, png_bytes(pic))
+        return [{"index": i, "loss": float(per[i])} for i in top]
+
+    def finish(self, step: int, worst: bool = False) -> None:
         """The stage-end pass: metrics (the gates' values), picture, metrics.json, HParams."""
         values = self.measure(step)
-        self.stage_dir.write_metrics({"step": step, **values.to_json()})
+        extra = {"worst": self.worst(step)} if worst else {}
+        self.stage_dir.write_metrics({"step": step, **values.to_json(), **extra})
         self.picture(step)
         names = [*self.task.metrics, *(k for k in values.scalars if "/" in k)]
         exp, ssi, sei = hparams(

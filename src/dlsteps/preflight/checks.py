@@ -13,13 +13,16 @@ instead of logits, outputs that ignore the input, gradient reach).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
+from dlsteps.config import StagePlan
 from dlsteps.config.schema import Config
 from dlsteps.data.items import NamedItems, shapes_by_index
 from dlsteps.data.stats import DataStats
@@ -27,6 +30,8 @@ from dlsteps.errors import ModelError
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Verdict, verdict_of
 from dlsteps.tasks.base import LabelInfo, ProbeFacts, Task
+from dlsteps.train.optim import make_scheduler
+from dlsteps.train.watch import first_nonfinite_module
 
 PARAMS_ADVISED = 1_000_000
 PROBE_ITEMS = 64  # indices read twice per split: a label random on 10% of reads shows
@@ -393,6 +398,194 @@ def check_gradient_reach(model: nn.Module, loss: torch.Tensor) -> list[Diagnosis
     return found
 
 
+def check_batch_mixing(model: nn.Module, x: torch.Tensor, device: torch.device) -> list[Diagnosis]:
+    """In eval mode sample i's output must not depend on any other sample's input: the
+    gradient of ``out[i]`` w.r.t. every other input of the batch is exactly zero. A view
+    or reshape that folds the batch into another axis, or a ``batch_first`` mix-up, breaks
+    that while training still "works". Names the first module whose output mixes (a
+    binary search over the modules' outputs in the order they ran)."""
+    if x.shape[0] < 2 or not x.is_floating_point():
+        return []
+    size = x.shape[0]
+    outputs: list[tuple[str, torch.Tensor]] = []
+
+    def record(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, tuple | list) and output:  # an RNN's (output, state)
+                output = output[0]
+            if isinstance(output, torch.Tensor) and output.requires_grad:
+                outputs.append((name, output))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if n]
+    was_training = model.training
+    model.eval()
+    inputs = x.to(device).clone().requires_grad_(True)
+    try:
+        out = model(inputs)
+    except Exception:  # preflight's forward probe already reported a model that cannot run
+        return []
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return []
+
+    def mixes(t: torch.Tensor) -> bool:
+        """Sample 0's or the last sample's output reaches another sample's input (a
+        causal or sequence mix-up can spare one end of the batch)."""
+        if t.ndim == 0 or t.shape[0] != size:
+            return True  # the batch is no longer the first dimension
+        for i in (0, size - 1):
+            (grad,) = torch.autograd.grad(
+                t[i].float().sum(), inputs, retain_graph=True, allow_unused=True
+            )
+            others = torch.cat([grad[:i], grad[i + 1 :]]) if grad is not None else None
+            if others is not None and bool((others != 0).any()):
+                return True
+        return False
+
+    if not mixes(out):
+        return []
+    lo, hi = 0, len(outputs)  # the first module output that mixes lies in [lo, hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mixes(outputs[mid][1]):
+            hi = mid
+        else:
+            lo = mid + 1
+    where = ""
+    if lo < len(outputs):
+        name, t = outputs[lo]
+        kind = type(model.get_submodule(name)).__name__
+        shape = tuple(t.shape)
+        where = (
+            f"; it first appears in the output of module '{name}' ({kind}, shape {shape}"
+            + (
+                f", whose first dimension is no longer the batch of {size}"
+                if shape[:1] != (size,)
+                else ""
+            )
+            + ")"
+        )
+    return [
+        Diagnosis(
+            "batch_mixing",
+            f"in eval mode a sample's output depends on the inputs of the other {size - 1} "
+            f"samples of the batch (its gradient w.r.t. them is not zero){where}. A view or "
+            "reshape that folds the batch into another axis (x.view(-1, ...) instead of "
+            "x.flatten(1)), a transpose of the batch with another axis, or an RNN with the "
+            f"wrong batch_first makes samples leak into each other. {hint('batch_mixing')}",
+        )
+    ]
+
+
+def check_unregistered(model: nn.Module) -> list[Diagnosis]:
+    """Layers and weights the optimizer never sees: modules held in a plain list, tuple or
+    dict (not ``nn.ModuleList``/``ModuleDict``), and tensors with ``requires_grad`` stored
+    as plain attributes instead of ``nn.Parameter``."""
+    registered = {id(m) for m in model.modules()}
+    found = []
+    for owner, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if attr.startswith("_"):
+                continue
+            where = f"{owner}.{attr}" if owner else attr
+            items = value.values() if isinstance(value, dict) else value
+            if isinstance(value, list | tuple | dict):
+                hidden = [v for v in items if isinstance(v, nn.Module) and id(v) not in registered]
+                if hidden:
+                    count = sum(sum(p.numel() for p in h.parameters()) for h in hidden)
+                    found.append(
+                        f"{len(hidden)} layers in the plain {type(value).__name__} '{where}' "
+                        f"({count:,} parameters; use nn.ModuleList / nn.ModuleDict)"
+                    )
+            elif (
+                isinstance(value, torch.Tensor)
+                and value.requires_grad
+                and not isinstance(value, nn.Parameter)
+            ):
+                found.append(
+                    f"the tensor '{where}' {tuple(value.shape)} has requires_grad but is not "
+                    "an nn.Parameter (wrap it: nn.Parameter(...))"
+                )
+    if not found:
+        return []
+    return [
+        Diagnosis(
+            "unregistered_parameters",
+            f"the optimizer cannot see {'; '.join(found)}: they get gradients but are never "
+            f"updated, and are not saved in checkpoints. {hint('unregistered_parameters')}",
+        )
+    ]
+
+
+def check_schedules(plans: Sequence[StagePlan], train_size: int) -> list[Diagnosis]:
+    """Each training stage's LR schedule, simulated over the stage's own length: a warm-up
+    longer than the stage, a decay below 1 % of the peak before half the stage, or an LR
+    at zero before the stage ends waste the stage (numbers in the message)."""
+    found = []
+    for plan in plans:
+        cfg, knobs = plan.config, plan.knobs
+        steps = knobs.steps or (knobs.epochs or 1) * math.ceil(train_size / cfg.data.batch_size)
+        lrs = simulated_lrs(cfg.optim, steps)
+        if lrs is None:
+            continue
+        peak = max(lrs)
+        problem = None
+        if cfg.optim.warmup_steps >= steps:
+            problem = (
+                f"its warm-up of {cfg.optim.warmup_steps} steps is longer than the stage's "
+                f"{steps} steps: the LR never reaches optim.lr {cfg.optim.lr:g}"
+            )
+        elif (low := _first_below(lrs, 0.01 * peak)) is not None and low < steps / 2:
+            problem = (
+                f"its LR falls below 1 % of its peak {peak:.3g} at step {low + 1} of {steps}, "
+                "before half the stage: the rest of it barely trains"
+            )
+        elif (zero := _first_below(lrs, 1e-8 * peak)) is not None and zero < steps - 1:
+            problem = f"its LR reaches zero at step {zero + 1} of {steps}, before the stage ends"
+        if problem:
+            found.append(
+                Diagnosis(
+                    "schedule_mismatch",
+                    f"{plan.stage}'s LR schedule ({_schedule(cfg.optim)}) does not fit the "
+                    f"stage: {problem}. {hint('schedule_mismatch')}",
+                )
+            )
+    return found
+
+
+def simulated_lrs(optim: Any, steps: int) -> list[float] | None:
+    """The LR of every step of a stage under ``optim``'s schedule, from the very scheduler
+    a stage builds (on a one-parameter optimizer); None without a schedule."""
+    dummy = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=optim.lr)
+    scheduler = make_scheduler(dummy, optim, steps, plain=False)
+    if scheduler is None:
+        return None
+    lrs = []
+    for _ in range(steps):
+        lrs.append(dummy.param_groups[0]["lr"])
+        dummy.step()
+        scheduler.step()
+    return lrs
+
+
+def _first_below(values: Sequence[float], level: float) -> int | None:
+    return next((i for i, v in enumerate(values) if v < level), None)
+
+
+def _schedule(optim: Any) -> str:
+    parts = [optim.scheduler]
+    if optim.warmup_steps:
+        parts.append(f"warmup_steps {optim.warmup_steps}")
+    if optim.scheduler == "step":
+        parts.append(f"step_size {optim.step_size}, gamma {optim.gamma:g}")
+    return ", ".join(parts)
+
+
 def check_fancy(model: nn.Module, config: Config) -> list[Diagnosis]:
     features = []
     dropout = [
@@ -484,9 +677,13 @@ def run_preflight(
         if (expected := task.expected_init_loss(num_outputs)) is not None:
             figures["expected_init_loss"] = expected
         facts = probe_facts(model, train, out, device)
+        if not torch.isfinite(loss):
+            facts = replace(facts, nonfinite_in=first_nonfinite_module(model, x.to(device)))
         found += task.check_init(float(loss.detach()), out, stats, facts)
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
+        found += check_batch_mixing(model, x, device)
+    found += check_unregistered(model)
     found += check_fancy(model, config)
     return verdict_of(found, figures)
 

@@ -23,12 +23,14 @@ from dlsteps.ladder.stages import STAGES
 from dlsteps.logbook.curves import Curves
 from dlsteps.report.svgplot import HLine, Series, line_chart
 from dlsteps.report.views import StageView, rejudge
+from dlsteps.rundir.layout import BATCH_PNG, LR_SWEEP_JSON, WORST_PNG
 from dlsteps.rundir.run import RunDir, StageDir
 
 SAMPLES_MIN_WIDTH = 360  # pixels; small sample pictures are shown zoomed
+CONFUSED_PAIRS = 5
 TRAIN, VAL, GATE, BASELINE = "#1f77b4", "#ff7f0e", "#d62728", "#7f7f7f"
 COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1f77b4")
-SHOWN_ELSEWHERE = ("train/loss", "val/loss", "baseline/val_loss", "time/", "metrics/", "grad/")
+SHOWN_ELSEWHERE = ("train/loss", "val/loss", "baseline/", "time/", "metrics/", "grad/", "optim/")
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -135,14 +137,17 @@ def _stage_section(view: StageView, stage_dir: StageDir) -> str:
     if e.get("notes"):
         parts.append("<ul>" + "".join(f"<li>{escape(n)}</li>" for n in e["notes"]) + "</ul>")
     plots = _plots(view)
+    if sweep := _sweep(stage_dir):
+        plots.append(sweep)
     if plots:
         parts.append(f"<div class='plots'>{''.join(plots)}</div>")
     figures = e.get("figures", {})
-    tables = [_figures(figures), _speed(figures), _confusion(stage_dir.read_metrics())]
+    metrics = stage_dir.read_metrics()
+    tables = [_figures(figures), _speed(figures), _confusion(metrics), _confused_pairs(metrics)]
     parts.append(
         "<div class='tables'>" + "".join(f"<div>{t}</div>" for t in tables if t) + "</div>"
     )
-    parts.append(_samples(stage_dir.samples_png))
+    parts.append(_pictures(stage_dir, metrics))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
@@ -178,6 +183,13 @@ def _plots(view: StageView) -> list[str]:
     scalars = sorted(t for t in c if t.startswith("metrics/") and t.count("/") == 1)
     if scalars:
         hlines = _levels(thresholds, lambda tag: tag.startswith("metrics/"))
+        hlines += [
+            HLine(
+                f"input-independent {t[len('metrics/') :]}", c[f"baseline/{t[8:]}"].last, BASELINE
+            )
+            for t in scalars
+            if len(c.get_curve(f"baseline/{t[8:]}"))
+        ]
         plots.append(_chart(c, scalars, "val metrics (full val set)", hlines=hlines))
     per_class = sorted(t for t in c if t.startswith("metrics/iou/"))
     if per_class:
@@ -185,7 +197,8 @@ def _plots(view: StageView) -> list[str]:
     if len(c.get_curve("time/compute")):
         plots.append(_step_time_plot(c, gate))
     if len(c.get_curve("grad/norm")):
-        plots.append(_chart(c, ["grad/norm"], "gradient norm", log_y=True))
+        norms = ["grad/norm", *sorted(t for t in c if t.startswith("grad/norm/"))]
+        plots.append(_chart(c, norms, "gradient norm (all, and per layer group)", log_y=True))
     groups: dict[str, list[str]] = {}  # e.g. diag/*, lr, gan/*: one chart per prefix
     for tag in sorted(t for t in c if not t.startswith(SHOWN_ELSEWHERE)):
         groups.setdefault(tag.split("/")[0], []).append(tag)
@@ -290,18 +303,81 @@ def _confusion(data: dict[str, Any] | None) -> str:
     )
 
 
-def _samples(path: Path) -> str:
+def _picture(path: Path, title: str, alt: str) -> str:
+    """A PNG of the stage directory inline, zoomed by whole pixels (sharp)."""
     if not path.exists():
         return ""
     raw = path.read_bytes()
     width = Image.open(io.BytesIO(raw)).width
-    shown = width * max(1, -(-SAMPLES_MIN_WIDTH // width))  # whole-pixel zoom: sharp pixels
+    shown = width * max(1, -(-SAMPLES_MIN_WIDTH // width))
     data = base64.b64encode(raw).decode("ascii")
     return (
-        "<h3>sample predictions (fixed val samples, end of stage)</h3>"
-        f"<img class='samples' width='{shown}' alt='input, target and prediction of fixed val "
-        f"samples' src='data:image/png;base64,{data}'>"
+        f"<div><h3>{escape(title)}</h3><img class='samples' width='{shown}' alt='{escape(alt)}' "
+        f"src='data:image/png;base64,{data}'></div>"
     )
+
+
+def _pictures(stage_dir: StageDir, metrics: dict[str, Any] | None) -> str:
+    """What the net saw (its first train batch), what it predicted on fixed val samples,
+    and, at the end of full-data, the val samples it got most wrong."""
+    worst = (metrics or {}).get("worst") or []
+    losses = ", ".join(f"#{w['index']} {_fmt(w['loss'])}" for w in worst)
+    parts = [
+        _picture(
+            stage_dir.path / BATCH_PNG,
+            "what the net sees: the first train batch as it enters the model",
+            "inputs of the first train batch with their targets",
+        ),
+        _picture(
+            stage_dir.samples_png,
+            "sample predictions (fixed val samples, end of stage)",
+            "input, target and prediction of fixed val samples",
+        ),
+        _picture(
+            stage_dir.path / WORST_PNG,
+            f"highest-loss val samples (val index and loss: {losses})",
+            "input, target and prediction of the val samples with the highest loss",
+        ),
+    ]
+    shown = "".join(p for p in parts if p)
+    return f"<div class='plots'>{shown}</div>" if shown else ""
+
+
+def _confused_pairs(data: dict[str, Any] | None) -> str:
+    """The off-diagonal cells of the confusion matrix with the most samples."""
+    if not data or not data.get("confusion"):
+        return ""
+    cm = np.asarray(data["confusion"], dtype=np.int64)
+    names = data.get("class_names") or [str(i) for i in range(len(cm))]
+    off = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j]
+    top = [t for t in sorted(off, reverse=True)[:CONFUSED_PAIRS] if t[0] > 0]
+    if not top:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(names[i])}</td><td>{escape(names[j])}</td><td>{n}</td>"
+        f"<td>{n / max(cm[i].sum(), 1):.0%}</td></tr>"
+        for n, i, j in top
+    )
+    return (
+        "<h3>most confused class pairs</h3><table><tr><th>target</th><th>predicted as</th>"
+        f"<th>count</th><th>share of the target</th></tr>{rows}</table>"
+    )
+
+
+def _sweep(stage_dir: StageDir) -> str:
+    """The LR range test of advice that was tried (``lr_sweep.json``)."""
+    sweep = stage_dir.read_json(LR_SWEEP_JSON)
+    if not sweep:
+        return ""
+    lrs = np.asarray(sweep["lrs"], dtype=np.float64)
+    smoothed = np.asarray([float(v) for v in sweep["smoothed"]], dtype=np.float64)
+    keep = np.isfinite(smoothed)
+    series = [Series("loss (smoothed)", np.log10(lrs[keep]), smoothed[keep], TRAIN)]
+    tried = ", ".join(
+        f"{lr:.2g}: {'gate in ' + str(n) + ' steps' if n else 'no'}" for lr, n in sweep["tried"]
+    )
+    title = f"learning-rate range test; tried {tried}"
+    return line_chart(series, [], title, log_y=True, x_label="log10 learning rate")
 
 
 def _fmt(value: Any) -> str:

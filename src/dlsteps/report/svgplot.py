@@ -43,6 +43,7 @@ def line_chart(
     log_y: bool = False,
     width: int = 540,
     height: int = 260,
+    x_label: str = "step",
 ) -> str:
     """An ``<svg class="plot">`` element; ``log_y`` falls back to linear when a value ≤ 0."""
     hlines = [h for h in (hlines or []) if math.isfinite(h.y)]
@@ -72,7 +73,7 @@ def line_chart(
         f'<rect x="{PAD_LEFT}" y="{PAD_TOP}" width="{plot_w}" height="{plot_h}" class="frame"/>',
     ]
     parts += _y_ticks(y_lo, y_hi, log_y, py, width)
-    parts += _x_ticks(x_lo, x_hi, px, height)
+    parts += _x_ticks(x_lo, x_hi, px, height, x_label)
     for s in clean:
         xs, ys = _reduce(s.x, s.y)
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(xs), py(ys), strict=True))
@@ -150,16 +151,16 @@ def _y_ticks(lo: float, hi: float, log_y: bool, py, width: int) -> list[str]:
     return out
 
 
-def _x_ticks(lo: float, hi: float, px, height: int) -> list[str]:
+def _x_ticks(lo: float, hi: float, px, height: int, label: str) -> list[str]:
     out = []
-    for t in nice_ticks(max(lo, 0.0), hi):
+    for t in nice_ticks(lo if lo < 0 else max(lo, 0.0), hi):
         x = float(px(np.asarray(t)))
         out.append(
             f'<text x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" class="xtick">{_fmt(t)}</text>'
         )
     out.append(
         f'<text x="{PAD_LEFT + (px(np.asarray(hi)) - PAD_LEFT) / 2:.1f}" y="{height - 4}" '
-        f'class="xtick">step</text>'
+        f'class="xtick">{escape(label)}</text>'
     )
     return out
 

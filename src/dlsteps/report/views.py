@@ -13,7 +13,7 @@ from typing import Any
 
 from dlsteps.config import LoadedConfig, StagePlan, load_config
 from dlsteps.errors import ConfigError
-from dlsteps.judge.verdict import Verdict
+from dlsteps.judge.verdict import Findings, Verdict
 from dlsteps.ladder.stages import STAGES
 from dlsteps.logbook.curves import Curves
 from dlsteps.rundir.run import RunDir, overall_status
@@ -49,7 +49,8 @@ def rejudge(run: RunDir) -> tuple[dict[str, Any], list[StageView], list[str]]:
         if plan is not None and stage is not None and stage.gate is not None and judged:
             cfg = plan.config
             primary = make_task(cfg).primary(cfg.metrics.primary)
-            verdict = stage.judge(curves, plan.knobs.gate, history, primary)
+            findings = Findings.from_json(run.stage(name).read_findings())
+            verdict = stage.judge(curves, plan.knobs.gate, history, primary, findings)
             entry.update(
                 status=verdict.status,
                 diagnoses=[d.to_json() for d in verdict.diagnoses],

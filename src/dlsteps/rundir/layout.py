@@ -8,6 +8,10 @@ runs/<name>-<YYYYmmdd-HHMMSS>/
   <stage>/scalars.jsonl        one {"step", "tag", "value", "time"} per logged value
   <stage>/events.out.tfevents.*  the same scalars (and pictures) for TensorBoard
   <stage>/verdict.json         that stage's status, diagnoses and key figures
+  <stage>/findings.json        what checks that needed the model found (judged too)
+  <stage>/batch.png            the first train batch as it entered the model
+  <stage>/worst.png            full-data: the val samples with the highest loss
+  <stage>/lr_sweep.json        an LR sweep (dlsteps lr-find, or advice tried)
   <stage>/checkpoint.pt        for --resume and for init_from
   <stage>/metrics.json         stage-end val metrics and confusion matrix
   <stage>/samples.png          input / target / prediction of fixed val samples
@@ -23,6 +27,10 @@ SCALARS_JSONL = "scalars.jsonl"
 EVENTS_GLOB = "events.out.tfevents.*"
 PICTURES_SUFFIX = ".pictures"  # the event file of pictures and HParams beside the scalars
 VERDICT_JSON = "verdict.json"
+FINDINGS_JSON = "findings.json"  # what checks that needed the model found (judged too)
+BATCH_PNG = "batch.png"  # the first train batch as it entered the model
+WORST_PNG = "worst.png"  # full-data: the highest-loss val samples
+LR_SWEEP_JSON = "lr_sweep.json"  # a learning-rate sweep's curve
 CHECKPOINT_PT = "checkpoint.pt"
 METRICS_JSON = "metrics.json"
 SAMPLES_PNG = "samples.png"

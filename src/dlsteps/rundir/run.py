@@ -109,6 +109,28 @@ class StageDir:
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def write_findings(self, findings: Mapping[str, Any]) -> None:
+        if self.writes:
+            write_json(self.path / layout.FINDINGS_JSON, dict(findings))
+
+    def read_findings(self) -> dict[str, Any] | None:
+        path = self.path / layout.FINDINGS_JSON
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def write_json(self, name: str, payload: Mapping[str, Any]) -> None:
+        """One of the stage's other JSON files (``layout``: ``LR_SWEEP_JSON``)."""
+        if self.writes:
+            write_json(self.path / name, dict(payload))
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        path = self.path / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def write_png(self, name: str, png: bytes) -> None:
+        """One of the stage's pictures (``layout``: ``BATCH_PNG``, ``WORST_PNG``)."""
+        if self.writes:
+            write_bytes(self.path / name, png)
+
     def write_metrics(self, payload: Mapping[str, Any]) -> None:
         if self.writes:
             write_json(self.path / layout.METRICS_JSON, dict(payload))

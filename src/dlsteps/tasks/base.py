@@ -27,7 +27,7 @@ from torch import nn
 
 from dlsteps.data.stats import DataStats
 from dlsteps.errors import ConfigError, did_you_mean
-from dlsteps.judge.diagnoses import Diagnosis, hint
+from dlsteps.judge.diagnoses import Diagnosis
 from dlsteps.judge.verdict import Primary
 from dlsteps.ladder.stages import STANDARD_LADDER, Stage
 from dlsteps.observe.images import image_to_image_picture, on_cpu
@@ -56,6 +56,7 @@ class ProbeFacts:
 
     final_op: str | None = None  # "a sigmoid" / "a softmax": the forward's last operation
     unit_batches: int = 0  # probe batches whose every output lay inside (0, 1)
+    nonfinite_in: str | None = None  # the first module whose output was NaN/Inf ("input")
 
 
 class Task:
@@ -117,10 +118,23 @@ class Task:
     ) -> list[Diagnosis]:
         """The loss of a fresh model on a probe batch (``out`` its outputs)."""
         if not math.isfinite(loss):
+            where = probe.nonfinite_in if probe is not None else None
+            if where == "input":
+                born = "the probe batch's inputs already hold NaN/Inf: clean the data"
+            elif where is not None:
+                born = (
+                    f"the first NaN/Inf comes out of module '{where}'. Nothing has trained yet, "
+                    "so it is not the learning rate: look at that module's initialisation and "
+                    "at what it computes (log, sqrt or division of zero or a negative number)"
+                )
+            else:
+                born = (
+                    "the model's outputs are finite, so the loss makes it: check the targets "
+                    "(values the loss cannot take) and the loss function"
+                )
             return [
                 Diagnosis(
-                    "nan_loss",
-                    f"the loss of a fresh model on a probe batch is {loss}. {hint('nan_loss')}",
+                    "nan_loss", f"the loss of a fresh model on a probe batch is {loss}: {born}."
                 )
             ]
         return []
@@ -146,12 +160,18 @@ class Task:
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        out: torch.Tensor,
+        out: torch.Tensor | None,
         class_names: list[str] | None = None,
     ) -> np.ndarray | None:
-        """(H, W, 3) uint8 picture of inputs, targets and predictions; None when the data
-        is nothing a person can look at."""
+        """(H, W, 3) uint8 picture of inputs, targets and predictions (``out`` None: the
+        inputs with their targets drawn on, a batch as it enters the model); None when
+        the data is nothing a person can look at."""
         return None
+
+    def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) the loss of each sample: which val samples the model gets most wrong."""
+        per = (out.float().reshape(y.shape) - y.float()) ** 2
+        return per.reshape(per.shape[0], -1).mean(dim=1)
 
     def class_weights(
         self, spec: str | Sequence[float], stats: DataStats, num_classes: int | None
@@ -168,11 +188,11 @@ class ValueTask(Task):
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        out: torch.Tensor,
+        out: torch.Tensor | None,
         class_names: list[str] | None = None,
     ) -> np.ndarray | None:
         cpu = on_cpu(x, y, out)
         if cpu is None or cpu[1].dim() != 4:
             return None
         x, y, out = cpu
-        return image_to_image_picture(x, y.float(), out.reshape(y.shape))
+        return image_to_image_picture(x, y.float(), None if out is None else out.reshape(y.shape))

@@ -34,11 +34,13 @@ class Classification(LabelTask):
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        out: torch.Tensor,
+        out: torch.Tensor | None,
         class_names: list[str] | None = None,
     ) -> np.ndarray | None:
         cpu = on_cpu(x, y, out)
-        if cpu is None or cpu[2].dim() != 2:
+        if cpu is None or (cpu[2] is not None and cpu[2].dim() != 2) or cpu[1].dim() != 1:
             return None
         x, y, out = cpu
-        return classification_picture(x, y.long(), out.argmax(1), class_names)
+        return classification_picture(
+            x, y.long(), None if out is None else out.argmax(1), class_names
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+import torch
 from torch import nn
 
 from dlsteps.data.stats import DataStats
@@ -26,6 +27,11 @@ class Generative(ValueTask):
 
     def loss(self, class_weights=None) -> nn.Module:
         return nn.L1Loss()
+
+    def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) mean absolute error of each generated image."""
+        per = (out.float().reshape(y.shape) - y.float()).abs()
+        return per.reshape(per.shape[0], -1).mean(dim=1)
 
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
         """L1 on val of predicting the train mean image (measured in the data pass: L1 has

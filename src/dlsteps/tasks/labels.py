@@ -207,6 +207,15 @@ class LabelTask(Task):
             )
         ]
 
+    def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) cross-entropy of each sample (mean over its non-ignored pixels)."""
+        ignore = self.ignore_index if self.ignore_index is not None else -100
+        per = nn.functional.cross_entropy(out.float(), y, reduction="none", ignore_index=ignore)
+        if per.ndim == 1:
+            return per
+        kept = (y != ignore).reshape(y.shape[0], -1).sum(dim=1).clamp_min(1)
+        return per.reshape(per.shape[0], -1).sum(dim=1) / kept
+
     def class_weights(
         self, spec: str | Sequence[float], stats: DataStats, num_classes: int | None
     ) -> list[float] | None:

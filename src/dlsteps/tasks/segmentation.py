@@ -49,11 +49,12 @@ class Segmentation(LabelTask):
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        out: torch.Tensor,
+        out: torch.Tensor | None,
         class_names: list[str] | None = None,
     ) -> np.ndarray | None:
         cpu = on_cpu(x, y, out)
-        if cpu is None or cpu[2].dim() != 4:
+        if cpu is None or (cpu[2] is not None and cpu[2].dim() != 4) or cpu[1].dim() != 3:
             return None
         x, y, out = cpu
-        return segmentation_picture(x, y.long(), out.argmax(1), self.ignore_index)
+        pred = None if out is None else out.argmax(1)
+        return segmentation_picture(x, y.long(), pred, self.ignore_index)

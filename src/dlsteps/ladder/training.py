@@ -51,7 +51,7 @@ from dlsteps.train.engine import (
 )
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
 from dlsteps.train.steps import SupervisedStep, TrainStep
-from dlsteps.train.watch import LayerHealth, NanWatch, UpdateWatch
+from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
 
 
 @dataclass
@@ -352,7 +352,7 @@ def _fit_logged(
                 observer.start()
                 setup.train = FirstBatch(setup.train, observer.first_batch)
             setup.callbacks = [*setup.callbacks, *observer.callbacks()]
-            probe = next(iter(observer.loader))[0].to(project.device)  # one fixed val batch
+            probe = next(iter(observer.loader))[0][:HEALTH_SAMPLES].to(project.device)
             health = LayerHealth(setup.model, probe, logbook)
             setup.callbacks = [*setup.callbacks, health]
         if ctx.stop_requested is not None:

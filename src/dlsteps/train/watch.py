@@ -85,6 +85,9 @@ class UpdateWatch:
         self._hooks = []
 
 
+HEALTH_SAMPLES = 8  # val samples the layer-health forward runs on
+
+
 class LayerHealth(Callback):
     """Curves of how the layers are doing, measured at every flush on one fixed batch:
     ``health/dead/<layer>`` (share of a ReLU's units that are 0 for every sample),

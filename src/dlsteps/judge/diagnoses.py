@@ -183,6 +183,13 @@ CATALOG: dict[str, CodeInfo] = {
         "features that add a few points at the end but make early curves hard to read",
         "turn them off until full-data passes; scale-up turns them back on",
     ),
+    "class_missing": CodeInfo(
+        "a class that one split has is missing from the other",
+        "a small or unstratified val split, a class folder present in train/ but not in val/ "
+        "(or the other way), a split by file name that puts a whole class on one side",
+        "move some items of the class into the split that lacks it (dlsteps keeps one class "
+        "map for both splits either way)",
+    ),
     "critic_diverging": CodeInfo(
         "the adversarial stage's Wasserstein estimate grew without bound or became NaN",
         "critic learning rate too high, gradient penalty off or too weak (adversarial."
@@ -227,6 +234,7 @@ CAUGHT_AT: dict[str, str] = {
     "inputs is a warning there); overfit-few and full-data (output spread of the val batch)",
     "nan_loss": "preflight (NaN/Inf in the data, or at init); any training stage (step given)",
     "fancy_features": "preflight (warning)",
+    "class_missing": "preflight (warning: label counts of every target, per split)",
     "large_model": "preflight (warning)",
     "diverging": "any training stage",
     "exploding_gradient": "any training stage",

@@ -27,6 +27,7 @@ from dlsteps.judge.verdict import Verdict
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
+from dlsteps.losses.baseline import measured_baseline
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
 from dlsteps.rundir.run import StageDir
@@ -264,6 +265,15 @@ def _fit_logged(
         if stage.logs_baseline and not start:
             train, _ = project.datasets(plan)
             base = task.baseline_loss(project.stats(plan), getattr(train, "num_classes", None))
+            if base is None and task.resolved_loss is not None and not task.own_loss:
+                # no formula for this loss: fit the best constant output instead
+                base = measured_baseline(
+                    setup.model,
+                    setup.loss_fn,
+                    *project.datasets(plan),
+                    project.device,
+                    plan.config.seed,
+                )
             if base is not None:
                 logbook.write([Row(0, "baseline/val_loss", base)])
         observer = None
@@ -312,7 +322,7 @@ def _regularizers_off(model: nn.Module, plan: StagePlan) -> list[str]:
         notes.append(f"dropout off in {n} layers")
     if plan.config.optim.weight_decay > 0:
         notes.append(f"weight decay {plan.config.optim.weight_decay:g} off")
-    if plan.config.optim.scheduler != "none" or plan.config.optim.warmup_steps:
+    if plan.config.optim.scheduler.name != "none" or plan.config.optim.warmup_steps:
         notes.append("LR schedule off (constant LR)")
     if plan.knobs.augmentations:
         notes.append("augmentation off")

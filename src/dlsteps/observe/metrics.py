@@ -106,7 +106,7 @@ class ClassMetrics(MetricSet):
         self._per_class: Metric | None = None  # dense: IoU of each class
 
     def _build(self, out: torch.Tensor) -> None:
-        c = self.num_classes or int(out.shape[1])
+        c = self.num_classes or max(2, int(out.shape[1]))  # one channel: a binary logit
         self.num_classes = c
         ign = self.ignore_index
         self._metrics = {
@@ -129,7 +129,8 @@ class ClassMetrics(MetricSet):
         return [*self._metrics.values(), *extra]
 
     def _update(self, out: torch.Tensor, y: torch.Tensor) -> None:
-        pred = out.argmax(dim=1)  # (B,) or (B, H, W) class indices
+        # (B,) or (B, H, W) class indices; one channel is a binary logit
+        pred = out.argmax(dim=1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
         for metric in self._all():
             metric.update(pred, y)
 

@@ -188,6 +188,8 @@ def check_shapes(out: torch.Tensor, y: torch.Tensor, task: Task) -> list[Diagnos
 def forward_probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     try:
         out = model(x.to(device))
+    except ModelError:
+        raise  # model.output could not find the prediction: its message says what to set
     except Exception as exc:
         raise ModelError(
             f"the model raised {type(exc).__name__} on a batch of shape {tuple(x.shape)} "
@@ -290,8 +292,8 @@ def check_fancy(model: nn.Module, config: Config) -> list[Diagnosis]:
         features.append(f"dropout ({len(dropout)} layers)")
     if norms:
         features.append(f"batchnorm ({len(norms)} layers)")
-    if config.optim.scheduler != "none":
-        features.append(f"LR decay ({config.optim.scheduler})")
+    if config.optim.scheduler.name != "none":
+        features.append(f"LR decay ({config.optim.scheduler.name})")
     if config.optim.weight_decay > 0:
         features.append(f"weight decay {config.optim.weight_decay:g}")
     found = []
@@ -339,7 +341,8 @@ def run_preflight(
     num_outputs = out.shape[1] if out.ndim >= 2 else 1
     shape_problems = check_shapes(out, y, task)
     found += shape_problems
-    found += task.check_labels(stats, num_outputs)
+    names = getattr(train, "class_names", None) or getattr(val, "class_names", None)
+    found += task.check_labels(stats, num_outputs, class_names=names)
     figures: dict[str, Any] = {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_size": stats.train.size,
@@ -354,10 +357,21 @@ def run_preflight(
         if (expected := task.expected_init_loss(num_outputs)) is not None:
             figures["expected_init_loss"] = expected
         found += task.check_init(float(loss.detach()), out, stats)
+        if task.measures_init_loss(num_outputs):  # no closed form: measure the reference
+            reference = init_reference(loss_fn, out, y.to(device))
+            figures["init_loss_reference"] = reference
+            found += task.check_init_reference(float(loss.detach()), reference)
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
     found += check_fancy(model, config)
     return verdict_of(found, figures)
+
+
+def init_reference(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> float:
+    """The loss of an all-zero output on the probe batch: what a model that says "don't
+    know" (every class equally likely, every value 0) gets, for a loss without a formula."""
+    with torch.no_grad():
+        return float(loss_fn(torch.zeros_like(out), y))
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from torch import nn
-
 from dlsteps.data.stats import DataStats
 from dlsteps.ladder.stages import GENERATIVE_LADDER
 from dlsteps.observe.metrics import ImageMetrics, MetricSet
@@ -23,14 +21,13 @@ class Generative(ValueTask):
     ladder = GENERATIVE_LADDER
     metrics: ClassVar[Mapping[str, bool]] = {"psnr": True, "l1": False}
     measure_at_start = True
-
-    def loss(self, class_weights=None) -> nn.Module:
-        return nn.L1Loss()
+    default_loss = "l1"
+    loss_targets = "values"
 
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
         """L1 on val of predicting the train mean image (measured in the data pass: L1 has
         no closed form from moments)."""
-        return stats.val.l1_to_train_mean
+        return stats.val.l1_to_train_mean if self.own_loss else None
 
     def metric_set(
         self, num_classes: int | None, class_names: list[str] | None, stats: DataStats | None

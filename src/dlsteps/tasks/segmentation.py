@@ -15,7 +15,7 @@ import torch
 from dlsteps.data.stats import DataStats
 from dlsteps.observe.images import on_cpu, segmentation_picture
 from dlsteps.observe.metrics import ClassMetrics, MetricSet
-from dlsteps.tasks.labels import LabelTask
+from dlsteps.tasks.labels import LabelTask, predicted
 
 
 class Segmentation(LabelTask):
@@ -23,13 +23,16 @@ class Segmentation(LabelTask):
     metrics: ClassVar[Mapping[str, bool]] = {"miou": True, "pixel_accuracy": True, "f1": True}
     dense_targets = True
     unit = "pixels"
+    loss_targets = "masks"
 
     def __init__(self, ignore_index: int = 255) -> None:
         self.ignore_index = ignore_index
 
     @classmethod
     def from_config(cls, config: Any) -> Segmentation:
-        return cls(config.data.ignore_index)
+        task = cls(config.data.ignore_index)
+        task.configured(config)
+        return task
 
     def batch_problem(self, out: torch.Tensor, y: torch.Tensor) -> str | None:
         if out.ndim != 4:
@@ -56,4 +59,4 @@ class Segmentation(LabelTask):
         if cpu is None or cpu[2].dim() != 4:
             return None
         x, y, out = cpu
-        return segmentation_picture(x, y.long(), out.argmax(1), self.ignore_index)
+        return segmentation_picture(x, y.long(), predicted(out), self.ignore_index)

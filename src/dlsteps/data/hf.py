@@ -98,8 +98,8 @@ class HFItems(Dataset):
             array = np.asarray(value).astype(np.int64)
             mask = self.mask_map(array, Path(f"row {index}"))
             return resize_mask(torch.from_numpy(mask), self.size)  # (H, W) int64
-        if self.kind == "value":
-            return torch.as_tensor(value, dtype=torch.float32)
+        if self.kind == "value":  # (D,): a scalar target becomes (1,), like a model's output
+            return torch.as_tensor(value, dtype=torch.float32).reshape(-1)
         return int(value)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
@@ -253,7 +253,8 @@ def _label_kind(
         largest = max(max(train[label], default=0), max(val[label], default=0))
         return "class", None, int(largest) + 1
     if dtype.startswith("float"):
-        return "value", None, None
+        first = train[0][label] if len(train) else 0.0
+        return "value", None, len(first) if isinstance(first, list) else 1
     raise ConfigError(
         f"data.args.label: column '{label}' holds {feature}; expected a ClassLabel, integers, "
         "a list of ClassLabel (multi-label), an Image (a mask) or floats"

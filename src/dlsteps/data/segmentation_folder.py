@@ -162,16 +162,16 @@ def segmentation_folder(
     (read once); ``mask_suffix`` pairs ``a.jpg`` with ``a<suffix>.png``."""
     base = existing_root(root)
     chan, shape = channels_option(channels), size_option(size)
-    layout = _layout(base)
-    if layout[1] is not None and val_fraction is not None:
+    dirs = layout(base)
+    if dirs[1] is not None and val_fraction is not None:
         raise DataError(
             f"data.args.val_fraction: {base} has its own val folders; remove val_fraction"
         )
     fraction = 0.2 if val_fraction is None else val_fraction
     check_fraction(fraction)
-    train_dirs, val_dirs = layout
-    train_pairs = _paired(*train_dirs, mask_suffix, base)
-    val_pairs = _paired(*val_dirs, mask_suffix, base) if val_dirs is not None else []
+    train_dirs, val_dirs = dirs
+    train_pairs = paired(*train_dirs, mask_suffix, base)
+    val_pairs = paired(*val_dirs, mask_suffix, base) if val_dirs is not None else []
     if val_dirs is None:
         keep = [p for p in train_pairs if not in_val(relative_key(p[0], base), fraction)]
         val_pairs = [p for p in train_pairs if in_val(relative_key(p[0], base), fraction)]
@@ -218,7 +218,7 @@ def segmentation_folder(
     return sets[0], sets[1]
 
 
-def _layout(base: Path) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
+def layout(base: Path) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     """(train images, train masks) and (val images, val masks) folders, or None for val
     when the root has a single images/ + masks/ pair to split."""
     if (base / "train" / "images").is_dir():
@@ -239,7 +239,7 @@ def _layout(base: Path) -> tuple[tuple[Path, Path], tuple[Path, Path] | None]:
     )
 
 
-def _paired(images: Path, masks: Path, suffix: str, base: Path) -> Pairs:
+def paired(images: Path, masks: Path, suffix: str, base: Path) -> Pairs:
     """Each image with the mask of the same stem (plus ``suffix``); every unpaired file
     of either folder is named in one error."""
     if not images.is_dir() or not masks.is_dir():
@@ -263,12 +263,12 @@ def _paired(images: Path, masks: Path, suffix: str, base: Path) -> Pairs:
         parts = []
         if lonely:
             parts.append(
-                f"{len(lonely)} images have no mask in {masks}: "
+                f"{_count(len(lonely), 'image')} without a mask in {masks}: "
                 + _listed([by_stem[s][0] for s in lonely], base)
             )
         if orphans:
             parts.append(
-                f"{len(orphans)} masks have no image in {images}: "
+                f"{_count(len(orphans), 'mask')} without an image in {images}: "
                 + _listed([mask_by_stem[s][0] for s in orphans], base)
             )
         hint = f" (masks named <stem>{suffix}.png)" if suffix else ""
@@ -281,6 +281,10 @@ def _paired(images: Path, masks: Path, suffix: str, base: Path) -> Pairs:
     if not by_stem:
         raise DataError(f"data.args.root: no images in {images}")
     return [(by_stem[s][0], mask_by_stem[s][0]) for s in sorted(by_stem)]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def _stem(path: Path, folder: Path) -> str:

@@ -200,6 +200,10 @@ def check_probabilities(out: torch.Tensor) -> list[Diagnosis]:
     softmax = bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
     if not softmax and not (o.min() > 0 and o.max() < 1):
         return []  # exact 0s or 1s without rows summing to 1: not a squashing output
+    if not softmax and not (o.min() < 0.5 < o.max()):
+        # a fresh model's sigmoid outputs lie on both sides of 0.5; small raw logits with a
+        # positive offset (a 2-class head whose biases came out positive) lie on one side
+        return []
     classes = int(out.shape[1])
     kind = "rows sum to 1: a softmax" if softmax else "all strictly inside (0, 1): a sigmoid"
     return [

@@ -70,11 +70,15 @@ def write_image_folder(
     return root
 
 
-def _scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A picture with a bright rectangle on a noisy background, and its 0/1 mask."""
+def _scene(size: int, rng: np.random.Generator, grid: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A picture with a bright rectangle on a noisy background, and its 0/1 mask; with
+    ``grid`` the rectangle's edges lie on multiples of it (what a model whose logits have
+    output stride ``grid`` can fit exactly)."""
     mask = np.zeros((size, size), dtype=np.uint8)
-    h, w = rng.integers(size // 4, size // 2, 2)
-    top, left = rng.integers(0, size - h), rng.integers(0, size - w)
+    cells = size // grid
+    h, w = rng.integers(max(1, cells // 4), max(2, cells // 2), 2) * grid
+    top = rng.integers(0, (size - h) // grid + 1) * grid
+    left = rng.integers(0, (size - w) // grid + 1) * grid
     mask[top : top + h, left : left + w] = 1
     picture = np.clip(0.2 + 0.6 * mask + rng.normal(0, 0.08, mask.shape), 0, 1)
     return picture, mask
@@ -88,6 +92,7 @@ def write_segmentation_folder(
     palette: bool = False,
     layout: str = "split/kind",
     seed: int = 0,
+    grid: int = 1,
 ) -> Path:
     """Images and masks paired by stem. Masks store the foreground as 255 (grey PNG), or
     with ``palette`` as index 1 of a VOC-style palette PNG. ``layout``: ``split/kind``
@@ -105,7 +110,7 @@ def write_segmentation_folder(
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
         for i in range(total):
-            picture, mask = _scene(size, rng)
+            picture, mask = _scene(size, rng, grid)
             to_pil(picture, "RGB", rng).save(folders[0] / f"{split}_{i:03d}.jpg", quality=95)
             if palette:
                 img = Image.fromarray(mask, "P")

@@ -1,9 +1,11 @@
 """Decoding image and mask files into tensors, inside a data set's ``__getitem__``.
 
 Images go through ``torchvision.io.decode_image`` (libjpeg-turbo / libpng, straight to a
-uint8 tensor, no PIL round trip) for the formats it reads, and through PIL for the rest
-(BMP, TIFF, PPM); either way a grey, palette, RGBA or CMYK file comes out with the
-channels asked for, so a folder of mixed files gives one shape. Masks are read with PIL,
+uint8 tensor, no PIL round trip: 1.5x torchvision's PIL-based ``ImageFolder`` in
+``scripts/bench_data.py``) for the formats it reads, and through PIL for the rest (BMP,
+TIFF, PPM, and everything once torchvision drops its deprecated decoders); either way a
+grey, palette, RGBA or CMYK file comes out with the channels asked for, so a folder of
+mixed files gives one shape. Masks are read with PIL,
 which keeps a palette PNG's indices (VOC style) where torchvision would expand them to
 colours. Every failure names the file.
 """
@@ -17,15 +19,21 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as F
+
+try:  # deprecated in torchvision 0.29 in favour of TorchCodec; PIL reads every file too
+    from torchvision.io import ImageReadMode, decode_image
+except ImportError:  # pragma: no cover - a torchvision without its decoders
+    decode_image = None
 
 from dlsteps.errors import ConfigError, DataError
 
 Channels = Literal["rgb", "grey"]
 CHANNELS: dict[str, Channels] = {"rgb": "rgb", "grey": "grey", "gray": "grey", "l": "grey"}
-_TORCHVISION_READS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
-_MODES = {"rgb": ImageReadMode.RGB, "grey": ImageReadMode.GRAY}
+_TORCHVISION_READS = (
+    frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"}) if decode_image else frozenset()
+)
+_MODES = {"rgb": ImageReadMode.RGB, "grey": ImageReadMode.GRAY} if decode_image else {}
 _PIL_MODES = {"rgb": "RGB", "grey": "L"}
 
 

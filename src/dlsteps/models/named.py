@@ -9,7 +9,8 @@ of a few dozen pixels. ``timm:NAME`` calls ``timm.create_model(NAME, pretrained=
 num_classes=..., in_chans=...)`` (the optional extra ``pip install 'dlsteps[timm]'``).
 Either starts from a random initialisation or from ``weights_path``, a local state dict
 (``models.zoo.load_weights``: tensors whose shape differs keep their initialisation).
-Any further ``model.args`` go to the builder (``width_mult``, ``drop_rate``, ...).
+``batchnorm: false`` swaps every batchnorm layer for identity (the ladder's plain
+start). Any further ``model.args`` go to the builder (``width_mult``, ``drop_rate``, ...).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def torchvision_model(name: str) -> Callable[..., nn.Module]:
         num_classes: int | None = None,
         weights_path: str | None = None,
         small_input: bool = False,
+        batchnorm: bool = True,
         **kwargs: Any,
     ) -> nn.Module:
         accepted = inspect.signature(builder).parameters
@@ -68,7 +70,7 @@ def torchvision_model(name: str) -> Callable[..., nn.Module]:
             _small_stem(net, in_channels, name)
         elif in_channels != 3:
             replace_first_conv(net, in_channels, name)
-        return load_weights(net, weights_path)
+        return load_weights(net if batchnorm else without_batchnorm(net), weights_path)
 
     return build
 
@@ -91,6 +93,7 @@ def timm_model(name: str) -> Callable[..., nn.Module]:
         in_channels: int = 3,
         num_classes: int | None = None,
         weights_path: str | None = None,
+        batchnorm: bool = True,
         **kwargs: Any,
     ) -> nn.Module:
         if kwargs.pop("pretrained", False):
@@ -100,7 +103,7 @@ def timm_model(name: str) -> Callable[..., nn.Module]:
             )
         extra = {"num_classes": num_classes} if num_classes is not None else {}
         net = timm.create_model(name, pretrained=False, in_chans=in_channels, **extra, **kwargs)
-        return load_weights(net, weights_path)
+        return load_weights(net if batchnorm else without_batchnorm(net), weights_path)
 
     return build
 
@@ -119,6 +122,18 @@ def named_model(name: str) -> Callable[..., nn.Module] | None:
     if not model:
         raise ConfigError(f"model.name: '{name}' names no model after '{library}:'")
     return BUILDERS[library](model)
+
+
+def without_batchnorm(net: nn.Module) -> nn.Module:
+    """Every batchnorm layer replaced by identity: the ladder's plain start (batchnorm
+    makes one-sample overfitting noisy, and a short run's running statistics can make the
+    eval-mode model ignore its input); scale-up turns it back on with ``batchnorm: true``.
+    Weights files with batchnorm tensors still load (those tensors are skipped)."""
+    for parent in list(net.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, child_name, nn.Identity())
+    return net
 
 
 def replace_first_conv(net: nn.Module, in_channels: int, name: str) -> None:

@@ -43,9 +43,7 @@ def _cross_entropy(
 
 
 def _value_loss(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def build(
-        class_weights: Sequence[float] | None = None, ignore_index: int = NO_IGNORE, **args: Any
-    ) -> nn.Module:
+    def build(ignore_index: int = NO_IGNORE, **args: Any) -> nn.Module:
         return cls(**args)
 
     return build
@@ -111,10 +109,9 @@ class ResolvedLoss:
         """A fresh loss module; ``class_weights`` weight the train loss where asked."""
         ignore = NO_IGNORE if ignore_index is None else ignore_index
         if self.kind is not None:
+            weights = {"class_weights": class_weights} if self.kind.weights else {}
             try:
-                return self.kind.build(
-                    **self.args, class_weights=class_weights, ignore_index=ignore
-                )
+                return self.kind.build(**self.args, **weights, ignore_index=ignore)
             except TypeError as exc:
                 raise ConfigError(
                     f"loss.args: {self.name} does not accept {dict(self.args)}: {exc}"

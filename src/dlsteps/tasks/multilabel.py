@@ -41,7 +41,8 @@ class Multilabel(Task):
         if tuple(y.shape) != tuple(out.shape):
             return (
                 f"targets {tuple(y.shape)} do not match logits {tuple(out.shape)}: multilabel "
-                "needs a 0/1 vector of one entry per label for each input"
+                "needs a multi-hot 0/1 vector, one entry per label, for each input (one "
+                "class index per input is task: classification)"
             )
         return None
 

@@ -29,15 +29,16 @@ metrics:
 stages:
   overfit-one: {steps: 300}
   overfit-few: {samples: 10, steps: 500}
-  full-data: {epochs: 4}
+  full-data: {epochs: 12}     # long enough to converge: the later gates compare with it
   augment:
-    epochs: 4
+    epochs: 12
     augmentations: [hflip, vflip]   # geometry moves the mask with the image
     class_weights: none
     gate: {tolerance: 0.03}
+  # 5. LR decay back on, trained as long as full-data and augment together (augment
+  #    continued from full-data); a wider model is model: {args: {width: 32}}
   scale-up:
-    epochs: 4
-    model: {args: {width: 24}}
+    epochs: 24
     optim: {scheduler: cosine}
     gate: {tolerance: 0.03}
 """

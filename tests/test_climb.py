@@ -86,5 +86,8 @@ def test_importing_dlsteps_loads_no_torch_until_climb_is_used() -> None:
     import subprocess
     import sys
 
-    code = "import sys, dlsteps; assert 'torch' not in sys.modules; dlsteps.climb; assert 'torch' in sys.modules"
+    code = (
+        "import sys, dlsteps; assert 'torch' not in sys.modules; dlsteps.climb; "
+        "assert 'torch' in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

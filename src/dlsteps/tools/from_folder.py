@@ -21,7 +21,7 @@ from dlsteps.data.decode import read_mask
 from dlsteps.errors import UserError
 
 SAMPLE = 200  # files looked at for sizes, channels and mask values
-START_SIDE = 64  # images larger than this start at this size: a first climb in minutes
+START_SIDE = 32  # larger images start at this size: a first climb in minutes on a laptop CPU
 TARGET_STEPS = 300  # full-data's length to aim for
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 
@@ -96,7 +96,7 @@ data:
     channels: {channels}
     normalize: train          # per-channel mean/std of the train images, cached in the run
   batch_size: 32
-  num_workers: 2              # images are decoded in the loader's workers
+  # num_workers: 2            # decode in loader workers when full-data reports data_bound
 
 model:
   name: small_cnn             # a small built-in CNN; in_channels/num_classes come from the data
@@ -145,7 +145,7 @@ data:
     size: {side}                  # {note_sizes}; masks resize nearest-neighbour{extra}
     channels: {channels}
   batch_size: 16
-  num_workers: 2              # images and masks are decoded in the loader's workers
+  # num_workers: 2            # decode in loader workers when full-data reports data_bound
   ignore_index: 255           # mask value left out of the loss and the metrics
 
 model:

@@ -187,3 +187,16 @@ def test_a_timm_model_climbs_to_full_data(cli, tmp_path: Path) -> None:
         },
     )
     assert stages["preflight"]["figures"]["input_shape"] == [3, 64, 64]
+
+
+def test_batchnorm_on_a_1x1_feature_map_of_one_sample_says_what_to_do(cli, tmp_path) -> None:
+    root = write_image_folder(tmp_path / "data", per_class=4, val_per_class=2, size=16)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": "classification", "device": "cpu",
+        "data": {"name": "image_folder", "args": {"root": str(root)}},
+        "model": {"name": "torchvision:resnet18"},
+    }))  # fmt: skip
+    result = cli("run", path, "--to", "overfit-one", "--run-dir", tmp_path / "run")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "single value per channel" in result.err and "batchnorm: false" in result.err

@@ -84,6 +84,14 @@ def output_spread(out: torch.Tensor) -> torch.Tensor:
     return across_batch / (flat.std() + 1e-12)
 
 
+# torch's words when a batchnorm layer sees one value per channel in training mode
+BATCHNORM_ONE_VALUE = (
+    ". A batchnorm layer saw a single value per channel: one sample (overfit-one) whose "
+    "feature map has shrunk to 1x1. Start without batchnorm (model.args.batchnorm: false "
+    "for torchvision:/timm: models), or feed larger images (data.args.size)"
+)
+
+
 class FirstStepGuard:
     """Wraps a train step: a failure on the very first batch is the model not fitting the
     data (wrong input channels, wrong target shape), reported with the batch's shapes.
@@ -103,6 +111,7 @@ class FirstStepGuard:
             raise ModelError(
                 f"the first training step raised {type(exc).__name__} on an input batch "
                 f"{tuple(x.shape)} ({x.dtype}) with targets {tuple(y.shape)} ({y.dtype}): {exc}"
+                + (BATCHNORM_ONE_VALUE if "more than 1 value per channel" in str(exc) else "")
             ) from exc
         self.first = False
         return out

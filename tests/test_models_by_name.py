@@ -126,7 +126,7 @@ def _climb(cli, tmp_path: Path, config: dict) -> dict:
 
 @pytest.mark.slow
 def test_a_torchvision_classifier_climbs_to_full_data(cli, tmp_path: Path) -> None:
-    root = write_image_folder(tmp_path / "data", size=16)
+    root = write_image_folder(tmp_path / "data", per_class=16, val_per_class=6, size=16)
     stages = _climb(
         cli,
         tmp_path,

@@ -10,7 +10,7 @@ CONFIG ?= configs/seg.yaml
 $(BIN)/dlsteps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,timm,hf]'
 	touch $(BIN)/dlsteps
 
 run: $(BIN)/dlsteps

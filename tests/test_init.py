@@ -39,11 +39,25 @@ def test_init_never_overwrites(cli, tmp_path: Path) -> None:
     assert not (demo / "dlsteps.yaml").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("task", ["segmentation", "regression", "multilabel"])
+def test_init_writes_a_starter_for_each_task(cli, tmp_path: Path, task: str) -> None:
+    result = cli("init", tmp_path / task, "--task", task)
+    assert result.code == 0, result.err
+    loaded = load_config(tmp_path / task / "dlsteps.yaml")
+    assert loaded.base.task == task and loaded.base.data.name.startswith("my_data:")
+    for name in FILES:
+        text = (tmp_path / task / name).read_text()
+        assert text.count("#") >= 5 or text.startswith('"""'), name  # commented
+    bad = cli("init", tmp_path / "x", "--task", "detection")
+    assert bad.code == 2 and "classification, segmentation, regression, multilabel" in bad.err
+
+
 @pytest.mark.slow
-def test_init_then_run_passes_every_stage(cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", ["classification", "segmentation", "regression", "multilabel"])
+def test_init_then_run_passes_every_stage(cli, tmp_path: Path, task: str) -> None:
     """The README's promise: dlsteps init demo && cd demo && dlsteps run dlsteps.yaml (the
     run in a fresh process, as a user types it, so my_data/my_model import from there)."""
-    assert cli("init", "demo", cwd=tmp_path).code == 0
+    assert cli("init", "demo", "--task", task, cwd=tmp_path).code == 0
     exe = shutil.which("dlsteps", path=str(Path(sys.executable).parent)) or "dlsteps"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     demo = tmp_path / "demo"

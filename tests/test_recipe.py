@@ -133,6 +133,36 @@ def test_a_parameter_the_optimizer_does_not_hold_is_named_after_the_first_step()
     assert watch.problems == []
 
 
+def test_a_group_with_lr_0_is_named_but_a_warm_up_from_0_and_tiny_updates_are_not() -> None:
+    model = _mlp()
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.0}]
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    watch = UpdateWatch(model, optimizer)
+    _one_step(model, optimizer)
+    (problem,) = watch.problems
+    assert "2.weight (its parameter group's LR is 0)" in problem and "0.weight" not in problem
+
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(step / 10, 1.0))
+    watch = UpdateWatch(model, optimizer)
+    _one_step(model, optimizer)  # LR 0 everywhere: nothing can move, not judged
+    assert watch.problems == [] and not watch.done
+    warmup.step()
+    _one_step(model, optimizer)
+    assert watch.problems == [] and watch.done
+
+    # a gradient through a saturated gate: held, LR > 0, an update below float resolution
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    watch = UpdateWatch(model, optimizer)
+    loss = model(torch.randn(4, 8)).square().mean() * 1e-30
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert watch.problems == [] and watch.done
+
+
 def test_a_frozen_parameter_that_changes_is_named() -> None:
     model = _mlp()
     model[0].weight.requires_grad_(False)

@@ -1,7 +1,22 @@
 """dlsteps: walk a deep-learning project up a ladder of gated stages.
 
-The library is usable without the CLI: ``dlsteps.ladder.runner.run_ladder`` climbs the
-ladder, ``dlsteps.ladder.stages.judge_stage`` re-judges a stage from its logbook.
+``dlsteps.climb(model, train, val, task=...)`` climbs the ladder from Python
+(``dlsteps.api``); ``dlsteps.ladder.runner.run_ladder`` is the config-driven entry
+point behind the CLI, ``dlsteps.ladder.stages`` re-judges a stage from its logbook.
+Importing ``dlsteps`` loads no torch: ``climb`` is imported on first use.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["climb"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("climb", "Summary", "StageResult"):
+        from dlsteps import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dlsteps' has no attribute {name!r}")

@@ -286,11 +286,19 @@ def lr_find_cmd(
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="project directory (created if missing)")],
+    task: Annotated[
+        str, typer.Option("--task", help="classification | segmentation | regression | multilabel")
+    ] = "classification",
+    from_folder: Annotated[
+        Path | None,
+        typer.Option("--from-folder", help="your data folder: write a config that reads it"),
+    ] = None,
 ) -> None:
-    """Write a working starter project: dlsteps.yaml, my_data.py, my_model.py."""
+    """Write a working starter project (dlsteps.yaml, my_data.py, my_model.py), or with
+    --from-folder a dlsteps.yaml that reads your images where they are."""
     from dlsteps.tools.scaffold import scaffold
 
-    written = scaffold(directory)
+    written = scaffold(directory, task, from_folder)
     console = Console()
     for path in written:
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)

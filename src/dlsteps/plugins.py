@@ -16,9 +16,29 @@ from typing import Any
 
 from dlsteps.errors import ConfigError, did_you_mean
 
+# Objects handed to ``dlsteps.climb`` (a model, data sets, a loss) stand in the config
+# under a name of their own, valid in this process only.
+GIVEN_PREFIX = "python:"
+_GIVEN: dict[str, Callable[..., Any]] = {}
+
+
+def give(kind: str, thing: Callable[..., Any]) -> str:
+    """Register ``thing`` (a function, class or module) under a config name for this process."""
+    name = f"{GIVEN_PREFIX}{kind}-{len(_GIVEN) + 1}"
+    _GIVEN[name] = thing
+    return name
+
 
 def resolve(name: str, registry: Mapping[str, Callable[..., Any]], key: str) -> Callable[..., Any]:
-    """A built-in by name, or ``package.module:function`` imported from the user's code."""
+    """A built-in by name, ``package.module:function`` imported from the user's code, or an
+    object handed to ``dlsteps.climb``."""
+    if name.startswith(GIVEN_PREFIX):
+        if name not in _GIVEN:
+            raise ConfigError(
+                f"{key}: '{name}' stood for an object handed to dlsteps.climb() in another "
+                "Python process; call climb() again from that script"
+            )
+        return _GIVEN[name]
     if ":" not in name:
         if name in registry:
             return registry[name]

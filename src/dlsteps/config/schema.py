@@ -24,6 +24,7 @@ from pydantic import (
 
 from dlsteps.config.augmentations import normalize_entries
 from dlsteps.errors import did_you_mean
+from dlsteps.losses import BUILTIN_LOSSES, is_loss_name
 from dlsteps.tasks import task_names
 
 # A task's name: a built-in (classification, segmentation, regression, generative) or one
@@ -63,20 +64,92 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = Field("tiny_unet", description="built-in model or 'package.module:function'")
+    name: str = Field(
+        "tiny_unet",
+        description="built-in model, 'torchvision:NAME', 'timm:NAME' or 'package.module:function'",
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it")
+    output: str | int = Field(
+        "auto",
+        description="what of the forward's result is the prediction: auto (a tensor as it "
+        "is; a dict's 'out' or 'logits'; a tuple's first element; an object's .logits), a "
+        "dict key or attribute name, or a tuple index",
+    )
+
+
+class LossConfig(_Strict):
+    name: str = Field(
+        "auto",
+        description="auto: the task's own (cross_entropy; mse for regression, l1 for "
+        "generative, bce_with_logits for multilabel); cross_entropy, bce_with_logits, dice, "
+        "dice_ce, focal, mse, l1, huber, or 'package.module:function'",
+    )
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not is_loss_name(value):
+            raise ValueError(
+                f"unknown loss '{value}'.{did_you_mean(value, BUILTIN_LOSSES)} Built-ins: "
+                f"{', '.join(BUILTIN_LOSSES)}; or auto, or 'package.module:function'"
+            )
+        return value
+
+
+# optimizers and schedulers by short name; any other is a dotted class path
+# (torch.optim.RAdam, torch.optim.lr_scheduler.OneCycleLR), resolved where the run starts
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "cosine", "step")
+
+
+def _dotted(value: str, short: tuple[str, ...], example: str) -> str:
+    parts = value.split(".")
+    if value in short or (len(parts) >= 2 and all(p.isidentifier() for p in parts)):
+        return value
+    raise ValueError(
+        f"'{value}' is neither one of {', '.join(short)} nor a dotted class name such as "
+        f"{example}.{did_you_mean(value, short)}"
+    )
+
+
+class SchedulerConfig(_Strict):
+    name: str = Field("none", description="none | cosine | step, or a dotted class name")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for it")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dotted(value, SCHEDULERS, "torch.optim.lr_scheduler.OneCycleLR")
 
 
 class OptimConfig(_Strict):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
+    name: str = Field("adam", description="adam | adamw | sgd, or a dotted class name")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="more keyword arguments for the optimizer"
+    )
     lr: PositiveFloat = 1.0e-3
     weight_decay: NonNegativeFloat = 0.0
     momentum: NonNegativeFloat = Field(0.9, description="sgd only")
-    scheduler: Literal["none", "cosine", "step"] = Field("none", description="LR decay")
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig,
+        description="LR decay, stepped every optimizer step: none | cosine | step, a dotted "
+        "torch.optim.lr_scheduler class name, or {name, args}",
+    )
     warmup_steps: NonNegativeInt = Field(0, description="linear LR warm-up steps")
     step_size: PositiveInt = Field(100, description="'step' scheduler: steps between decays")
     gamma: PositiveFloat = Field(0.1, description="'step' scheduler: decay factor")
     grad_clip: PositiveFloat | None = Field(None, description="max gradient norm; none: off")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dotted(value, OPTIMIZERS, "torch.optim.RAdam")
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
 
 class LogConfig(_Strict):
@@ -253,13 +326,15 @@ class Config(_Strict):
     name: str | None = Field(None, description="run name; default: the config file's stem")
     task: TaskName = Field(
         "segmentation",
-        description="classification | segmentation | regression | generative, or a registered task",
+        description="classification | segmentation | regression | multilabel | generative, "
+        "or a registered task",
     )
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["32", "bf16", "16"] = Field("32", description="autocast dtype on CUDA")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)

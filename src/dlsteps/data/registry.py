@@ -3,28 +3,55 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from dlsteps.data.digits import digits
+from dlsteps.data.hf import hf_dataset
+from dlsteps.data.image_folder import image_folder
 from dlsteps.data.pix2pix import shapes_pix2pix
+from dlsteps.data.segmentation_folder import segmentation_folder
 from dlsteps.data.shapes import shapes
-from dlsteps.errors import ConfigError, DataError
+from dlsteps.errors import ConfigError, DataError, UserError
 from dlsteps.plugins import call_text, resolve, with_defaults
 
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
     "shapes": shapes,
     "digits": digits,
     "shapes_pix2pix": shapes_pix2pix,
+    # the user's files as they are on disk (see each module for its folder layout)
+    "image_folder": image_folder,
+    "segmentation_folder": segmentation_folder,
+    "hf_dataset": hf_dataset,
 }
 
 
-def build_datasets(name: str, args: Mapping[str, Any], seed: int) -> tuple[Dataset, Dataset]:
+def build_datasets(
+    name: str,
+    args: Mapping[str, Any],
+    seed: int,
+    *,
+    run_dir: Path | None = None,
+    num_workers: int = 0,
+    ignore_index: int | None = None,
+) -> tuple[Dataset, Dataset]:
+    """Call the data source with ``args``; the run's own values (``seed``, the run
+    directory to cache in, the loader's ``num_workers``, ``data.ignore_index``) fill only
+    the parameters the source declares and ``args`` leaves out."""
     fn = resolve(name, DATASETS, "data.name")
-    kwargs = with_defaults(fn, args, {"seed": seed})
+    implied = {
+        "seed": seed,
+        "run_dir": run_dir,
+        "num_workers": num_workers,
+        "ignore_index": ignore_index,
+    }
+    kwargs = with_defaults(fn, args, implied)
     try:
         result = fn(**kwargs)
+    except UserError:
+        raise  # a built-in source's own message already names the key or the file
     except TypeError as exc:
         raise ConfigError(f"data.args: {name} does not accept these arguments: {exc}") from exc
     except Exception as exc:

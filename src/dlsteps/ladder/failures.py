@@ -18,6 +18,12 @@ import dlsteps
 from dlsteps.errors import ModelError, UserError
 from dlsteps.train.engine import StepFailed
 
+# torch's words when a batchnorm layer sees one value per channel in training mode, told
+BATCHNORM_ONE_VALUE = (
+    ". A batchnorm layer saw a single value per channel: one sample (overfit-one) whose "
+    "feature map has shrunk to 1x1. Start without batchnorm (model.args.batchnorm: false "
+    "for torchvision:/timm: models), or feed larger images (data.args.size)"
+)
 # Code under these directories is the library's, not the user's.
 _LIBRARIES = tuple(str(Path(m.__file__).parent) for m in (dlsteps, torch, traceback))
 
@@ -36,6 +42,8 @@ def step_error(failed: StepFailed, model: nn.Module) -> UserError:
         message = f"the first training step raised {text}, on an input batch {x} with targets {y}"
     else:
         message = f"step {failed.step} ({failed.phase}, inputs {x}, targets {y}) raised {text}"
+    if "more than 1 value per channel" in str(cause):
+        message += BATCHNORM_ONE_VALUE
     error = ModelError(f"{message}. Run with --debug for the traceback.")
     error.step = failed.step  # type: ignore[attr-defined]
     return error

@@ -40,7 +40,14 @@ class Project:
         key = _data_key(plan)
         if key not in self._datasets:
             cfg = plan.config
-            self._datasets[key] = build_datasets(cfg.data.name, cfg.data.args, cfg.seed)
+            self._datasets[key] = build_datasets(
+                cfg.data.name,
+                cfg.data.args,
+                cfg.seed,
+                run_dir=self.run.path if self.run.writes else None,
+                num_workers=workers(cfg.data),
+                ignore_index=cfg.data.ignore_index,
+            )
         return self._datasets[key]
 
     def stats(self, plan: StagePlan) -> DataStats:
@@ -67,10 +74,12 @@ class Project:
         train, _ = self.datasets(plan)
         implied = {
             "in_channels": getattr(train, "in_channels", None),
-            "num_classes": getattr(train, "num_classes", None),
+            # one output channel for two classes where the loss reads a binary logit
+            "num_classes": self.task(plan).model_outputs(getattr(train, "num_classes", None)),
         }
         seed_everything(plan.config.seed)
-        return build_model(plan.config.model.name, plan.config.model.args, implied).to(self.device)
+        model = plan.config.model
+        return build_model(model.name, model.args, implied, output=model.output).to(self.device)
 
 
 def _data_key(plan: StagePlan) -> str:

@@ -40,6 +40,7 @@ from dlsteps.tasks import make_task
 from dlsteps.train import distributed, interrupts
 from dlsteps.train.checkpoint import config_hash
 from dlsteps.train.engine import Callback
+from dlsteps.train.optim import check_optim
 
 
 @dataclass
@@ -90,8 +91,11 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         except ValueError as exc:
             raise ConfigError(f"--device: {exc} (got {opts.device!r})") from None
     task = make_task(loaded.base)
-    for plan in loaded.plans.values():  # a bad metrics.primary fails before anything runs
-        task.primary(plan.config.metrics.primary)
+    for (
+        plan
+    ) in loaded.plans.values():  # a bad primary, loss or optimizer fails before anything runs
+        make_task(plan.config).primary(plan.config.metrics.primary)
+        check_optim(plan.config.optim)
     stages = select_stages(task.ladder, opts)
     device = distributed.init(resolve_device(opts.device or loaded.base.device))
     if distributed.active() and (alone := [s.name for s in task.ladder if not s.distributed]):

@@ -31,6 +31,7 @@ from dlsteps.ladder.failures import step_error
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
+from dlsteps.losses.baseline import measured_baseline
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
 from dlsteps.rundir.layout import LR_SWEEP_JSON
@@ -334,7 +335,7 @@ def _fit_logged(
             decay = setup.optimizer.param_groups[0].get("weight_decay", 0.0)
             logbook.write([Row(0, "optim/weight_decay", float(decay))])
         if stage.logs_baseline and not start:
-            logbook.write(_baselines(project, task, plan))
+            logbook.write(_baselines(project, task, plan, setup))
         observer = None
         if project.run.writes:  # full val metrics and pictures on the process that logs
             observer = StageObserver(
@@ -370,13 +371,19 @@ def _fit_logged(
     return result
 
 
-def _baselines(project: Project, task: Task, plan: StagePlan) -> list[Row]:
-    """The input-independent predictor's val loss and, where the task has a closed form,
-    its primary metric with the standard error at this val size (step 0)."""
-    train, _ = project.datasets(plan)
+def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -> list[Row]:
+    """The input-independent predictor's val loss (a formula for the task's own loss, else
+    the best constant output fitted) and, where the task has a closed form, its primary
+    metric with the standard error at this val size (step 0)."""
+    train, val = project.datasets(plan)
     stats = project.stats(plan)
     rows = []
-    if (loss := task.baseline_loss(stats, getattr(train, "num_classes", None))) is not None:
+    loss = task.baseline_loss(stats, getattr(train, "num_classes", None))
+    if loss is None and task.resolved_loss is not None and not task.own_loss:
+        loss = measured_baseline(
+            setup.model, setup.loss_fn, train, val, project.device, plan.config.seed
+        )
+    if loss is not None:
         rows.append(Row(0, "baseline/val_loss", loss))
     name = task.primary(plan.config.metrics.primary).name
     if (metric := task.baseline_metric(stats, name)) is not None:
@@ -401,7 +408,7 @@ def _regularizers_off(model: nn.Module, plan: StagePlan) -> list[str]:
         notes.append(f"dropout off in {n} layers")
     if plan.config.optim.weight_decay > 0:
         notes.append(f"weight decay {plan.config.optim.weight_decay:g} off")
-    if plan.config.optim.scheduler != "none" or plan.config.optim.warmup_steps:
+    if plan.config.optim.scheduler.name != "none" or plan.config.optim.warmup_steps:
         notes.append("LR schedule off (constant LR)")
     if plan.knobs.augmentations:
         notes.append("augmentation off")

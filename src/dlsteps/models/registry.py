@@ -7,9 +7,11 @@ from typing import Any
 
 from torch import nn
 
-from dlsteps.errors import ConfigError, ModelError
+from dlsteps.errors import ConfigError, ModelError, UserError
 from dlsteps.models.cnn import small_cnn
 from dlsteps.models.gan import conv_critic, pix2pix_unet
+from dlsteps.models.named import named_model
+from dlsteps.models.outputs import adapt_output
 from dlsteps.models.resnet import resnet18_stem
 from dlsteps.models.unet import tiny_unet, unet
 from dlsteps.models.zoo import (
@@ -27,7 +29,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet,
     "small_cnn": small_cnn,
     "resnet18_stem": resnet18_stem,
-    # scale-up: torchvision architectures, random init or a local weights_path (models/zoo.py)
+    # aliases of torchvision:NAME with their default class counts (models/zoo.py); any
+    # other torchvision or timm model is "torchvision:NAME" / "timm:NAME" (models/named.py)
     "resnet18": resnet18,
     "resnet34": resnet34,
     "resnet50": resnet50,
@@ -46,14 +49,19 @@ def build_model(
     implied: Mapping[str, Any],
     registry: Mapping[str, Callable[..., nn.Module]] = MODELS,
     key: str = "model",
+    output: str | int = "auto",
 ) -> nn.Module:
     """Call the model function; ``implied`` (in_channels, num_classes from the data) fills
     only arguments the function declares and the config left out. ``registry``/``key``
-    serve other networks built the same way (the adversarial stage's critic)."""
-    fn = resolve(name, registry, f"{key}.name")
+    serve other networks built the same way (the adversarial stage's critic). ``output``
+    (``model.output``) picks the prediction from a forward that returns more than a tensor."""
+    fn = named_model(name) if registry is MODELS else None
+    fn = fn or resolve(name, registry, f"{key}.name")
     kwargs = with_defaults(fn, args, implied)
     try:
         model = fn(**kwargs)
+    except UserError:
+        raise  # a built-in's own message already names the key
     except TypeError as exc:
         raise ConfigError(f"{key}.args: {name} does not accept these arguments: {exc}") from exc
     except Exception as exc:
@@ -67,4 +75,4 @@ def build_model(
     # a main model without trainable parameters is diagnosed by preflight (no_gradient)
     if registry is not MODELS and not any(p.requires_grad for p in model.parameters()):
         raise ModelError(f"{key}.name: {name} has no trainable parameters")
-    return model
+    return adapt_output(model, output)

@@ -1,4 +1,5 @@
-"""The ``scale-up`` stage's bigger models: torchvision's own architectures, never downloaded.
+"""The built-in torchvision names: aliases of ``torchvision:NAME`` (``models.named``),
+with the class count they default to when the data does not say it. Never downloaded.
 
 Classification: ``resnet18``, ``resnet34``, ``resnet50``. Segmentation: ``fcn_resnet50``,
 ``deeplabv3_resnet50``, ``lraspp_mobilenet_v3_large``. Every one starts from a random
@@ -19,112 +20,74 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
-from torchvision.models import segmentation
 
 from dlsteps.errors import ModelError
 
 
-class SegmentationLogits(nn.Module):
-    """torchvision's segmentation models return ``{"out": logits, "aux": ...}``; dlsteps'
-    loop wants the ``(B, C, H, W)`` logits tensor itself."""
+def _alias(name: str, default_classes: int, doc: str, resnet: bool):
+    """``name`` as a model function with today's defaults, built by ``torchvision:name``."""
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
+    def resnet_alias(
+        in_channels: int = 3,
+        num_classes: int = default_classes,
+        small_input: bool = False,
+        weights_path: str | None = None,
+    ) -> nn.Module:
+        from dlsteps.models.named import torchvision_model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)["out"]  # (B, num_classes, H, W) logits, upsampled to the input
+        return torchvision_model(name)(
+            in_channels, num_classes, weights_path, small_input=small_input
+        )
 
+    def segmentation_alias(
+        in_channels: int = 3, num_classes: int = default_classes, weights_path: str | None = None
+    ) -> nn.Module:
+        from dlsteps.models.named import torchvision_model
 
-def _resnet(
-    builder,
-    in_channels: int,
-    num_classes: int,
-    small_input: bool,
-    weights_path: str | None,
-) -> nn.Module:
-    net = builder(weights=None, num_classes=num_classes)
-    if small_input:
-        # CIFAR-style stem for tiny images (8x8 digits, 32x32): no 4x downsampling up front
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        net.maxpool = nn.Identity()
-    elif in_channels != 3:
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return load_weights(net, weights_path)
+        return torchvision_model(name)(in_channels, num_classes, weights_path)
 
-
-def resnet18(
-    in_channels: int = 3,
-    num_classes: int = 10,
-    small_input: bool = False,
-    weights_path: str | None = None,
-) -> nn.Module:
-    """torchvision ResNet-18 (11.2M parameters); ``small_input`` swaps the 7x7/2 stem and
-    max-pool for one 3x3/1 convolution, for inputs of a few dozen pixels."""
-    return _resnet(models.resnet18, in_channels, num_classes, small_input, weights_path)
+    fn = resnet_alias if resnet else segmentation_alias
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-def resnet34(
-    in_channels: int = 3,
-    num_classes: int = 10,
-    small_input: bool = False,
-    weights_path: str | None = None,
-) -> nn.Module:
-    """torchvision ResNet-34 (21.3M parameters)."""
-    return _resnet(models.resnet34, in_channels, num_classes, small_input, weights_path)
+resnet18 = _alias(
+    "resnet18",
+    10,
+    "torchvision ResNet-18 (11.2M parameters); ``small_input`` swaps the 7x7/2 stem and "
+    "max-pool for one 3x3/1 convolution, for inputs of a few dozen pixels.",
+    resnet=True,
+)
+resnet34 = _alias("resnet34", 10, "torchvision ResNet-34 (21.3M parameters).", resnet=True)
+resnet50 = _alias(
+    "resnet50", 10, "torchvision ResNet-50 (23.5M parameters, bottleneck blocks).", resnet=True
+)
+fcn_resnet50 = _alias(
+    "fcn_resnet50",
+    21,
+    "torchvision FCN with a dilated ResNet-50 backbone (output stride 8; 33M parameters).",
+    resnet=False,
+)
+deeplabv3_resnet50 = _alias(
+    "deeplabv3_resnet50",
+    21,
+    "torchvision DeepLabV3 (ASPP head) on a dilated ResNet-50 (39.6M parameters).",
+    resnet=False,
+)
+lraspp_mobilenet_v3_large = _alias(
+    "lraspp_mobilenet_v3_large",
+    21,
+    "torchvision LR-ASPP on MobileNetV3-Large (3.2M parameters): the light one.",
+    resnet=False,
+)
 
 
-def resnet50(
-    in_channels: int = 3,
-    num_classes: int = 10,
-    small_input: bool = False,
-    weights_path: str | None = None,
-) -> nn.Module:
-    """torchvision ResNet-50 (23.5M parameters, bottleneck blocks)."""
-    return _resnet(models.resnet50, in_channels, num_classes, small_input, weights_path)
-
-
-def fcn_resnet50(
-    in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
-) -> nn.Module:
-    """torchvision FCN with a dilated ResNet-50 backbone (output stride 8; 33M parameters)."""
-    net = segmentation.fcn_resnet50(
-        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
-    )
-    if in_channels != 3:
-        net.backbone.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-    return load_weights(SegmentationLogits(net), weights_path, prefix="net.")
-
-
-def deeplabv3_resnet50(
-    in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
-) -> nn.Module:
-    """torchvision DeepLabV3 (ASPP head) on a dilated ResNet-50 (39.6M parameters)."""
-    net = segmentation.deeplabv3_resnet50(
-        weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
-    )
-    if in_channels != 3:
-        net.backbone.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-    return load_weights(SegmentationLogits(net), weights_path, prefix="net.")
-
-
-def lraspp_mobilenet_v3_large(
-    in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
-) -> nn.Module:
-    """torchvision LR-ASPP on MobileNetV3-Large (3.2M parameters): the light one."""
-    net = segmentation.lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=num_classes
-    )
-    if in_channels != 3:
-        net.backbone["0"][0] = nn.Conv2d(in_channels, 16, 3, stride=2, padding=1, bias=False)
-    return load_weights(SegmentationLogits(net), weights_path, prefix="net.")
-
-
-def load_weights(model: nn.Module, path: str | None, prefix: str = "") -> nn.Module:
+def load_weights(model: nn.Module, path: str | None) -> nn.Module:
     """Fill ``model`` from the state dict in ``path`` (a plain state dict, a dlsteps
-    checkpoint, or torchvision's file for the unwrapped network, whose keys lack
-    ``prefix``). Read with ``weights_only=True``: a weights file cannot run code."""
+    checkpoint, a DataParallel file with ``module.`` keys, or one saved from a wrapper
+    whose keys start with ``net.``). Read with ``weights_only=True``: a weights file
+    cannot run code."""
     if path is None:
         return model
     file = Path(path).expanduser()
@@ -144,8 +107,8 @@ def load_weights(model: nn.Module, path: str | None, prefix: str = "") -> nn.Mod
         raise ModelError(f"model.args.weights_path: {file} holds no state dict")
     own = model.state_dict()
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    if prefix and not any(k in own for k in state):
-        state = {prefix + k: v for k, v in state.items()}
+    if not any(k in own for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items()}
     fitting = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     refit = {k for k, v in state.items() if k in own and v.shape != own[k].shape}
     missing = [k for k in own if k not in fitting and k not in refit]

@@ -6,7 +6,8 @@ sends the result to TensorBoard and to ``<stage>/samples.png`` for the report:
 - ``segmentation_picture``: one row per sample: the input, then the target mask and the predicted
   mask as colour overlays on the input in grey (ignored pixels are left uncoloured);
 - ``classification_picture``: a labelled grid, one tile per sample with ``target -> prediction``
-  under it, framed green when right and red when wrong;
+  under it, framed green when right and red when wrong (``multilabel_picture``: the same
+  with the labels that are on);
 - ``image_to_image_picture`` (image-shaped targets): input, target, prediction per row
   (target and prediction on the target's value scale, so a washed-out prediction looks
   washed out).
@@ -98,7 +99,32 @@ def classification_picture(
         else:
             p = int(pred[i])
             tiles.append(_label_tile(tile, (label(t), f"-> {label(p)}"), right=t == p))
-    per_row = 8
+    return _tile_grid(tiles)
+
+
+def multilabel_picture(
+    x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor | None, class_names: list[str] | None
+) -> np.ndarray:
+    """Like ``classification_picture``, with the labels that are on (``a+b``, ``-`` for
+    none); framed green when every label is right (grey, targets only, without ``pred``)."""
+    names = class_names or []
+
+    def listed(row: torch.Tensor) -> str:
+        on = torch.nonzero(row).flatten().tolist()
+        return "+".join(names[c] if c < len(names) else str(c) for c in on) or "-"
+
+    tiles = []
+    for i in range(len(x)):
+        tile = _upscale(_to_rgb(x[i]))
+        if pred is None:
+            tiles.append(_label_tile(tile, (listed(y[i]), ""), right=None))
+            continue
+        right = bool(torch.equal(y[i].bool(), pred[i].bool()))
+        tiles.append(_label_tile(tile, (listed(y[i]), f"-> {listed(pred[i])}"), right=right))
+    return _tile_grid(tiles)
+
+
+def _tile_grid(tiles: list[np.ndarray], per_row: int = 8) -> np.ndarray:
     rows = [tiles[i : i + per_row] for i in range(0, len(tiles), per_row)]
     blank = np.ones_like(tiles[0])
     rows[-1] += [blank] * (len(rows[0]) - len(rows[-1]))

@@ -10,6 +10,7 @@ set, not a mean of per-batch values. Each task builds the set it reports
   pixels equal to ``ignore_index`` are left out of all of them. Classes that appear in
   neither the targets nor the predictions are left out of the macro averages
   (torchmetrics' behaviour, and sklearn's);
+- ``MultilabelMetrics``: ``map`` (mean average precision), ``f1`` (macro), ``ap/<label>``;
 - ``ValueMetrics``: ``mae``, ``rmse``;
 - ``ImageMetrics``: ``psnr`` (over the val targets' value range) and ``l1``.
 """
@@ -30,6 +31,8 @@ from torchmetrics.classification import (
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassJaccardIndex,
+    MultilabelAveragePrecision,
+    MultilabelF1Score,
 )
 from torchmetrics.image import PeakSignalNoiseRatio
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
@@ -108,7 +111,7 @@ class ClassMetrics(MetricSet):
         self._per_class: Metric | None = None  # dense: IoU of each class
 
     def _build(self, out: torch.Tensor) -> None:
-        c = self.num_classes or int(out.shape[1])
+        c = self.num_classes or max(2, int(out.shape[1]))  # one channel: a binary logit
         self.num_classes = c
         ign = self.ignore_index
         self._metrics = {
@@ -131,7 +134,8 @@ class ClassMetrics(MetricSet):
         return [*self._metrics.values(), *extra]
 
     def _update(self, out: torch.Tensor, y: torch.Tensor) -> None:
-        pred = out.argmax(dim=1)  # (B,) or (B, H, W) class indices
+        # (B,) or (B, H, W) class indices; one channel is a binary logit
+        pred = out.argmax(dim=1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
         for metric in self._all():
             metric.update(pred, y)
 
@@ -150,6 +154,43 @@ class ClassMetrics(MetricSet):
         present = (cm.sum(0) + cm.sum(1)) > 0
         names = self.class_names or [str(i) for i in range(len(ious))]
         return {f"iou/{names[i]}": float(ious[i]) for i in range(len(ious)) if present[i]}
+
+
+class MultilabelMetrics(MetricSet):
+    """Multi-label logits ``(B, C)`` against 0/1 targets ``(B, C)``: ``map`` (mean average
+    precision over labels, threshold-free), ``f1`` (macro, at probability 0.5), and the
+    AP of each label as ``ap/<label>``."""
+
+    def __init__(self, num_labels: int | None = None, names: Sequence[str] | None = None):
+        super().__init__()
+        self.num_labels, self.names = num_labels, list(names or [])
+        self._per_label: Metric | None = None
+
+    def _build(self, out: torch.Tensor) -> None:
+        c = self.num_labels or int(out.shape[1])
+        self.num_labels = c
+        self._metrics = {
+            "map": MultilabelAveragePrecision(c, average="macro", **ONE_PROCESS),
+            "f1": MultilabelF1Score(c, average="macro", **ONE_PROCESS),
+        }
+        self._per_label = MultilabelAveragePrecision(c, average="none", **ONE_PROCESS)
+
+    def _all(self) -> list[Metric]:
+        return [*self._metrics.values(), *([self._per_label] if self._per_label else [])]
+
+    def _update(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        prob, target = out.sigmoid(), y.long()
+        for metric in self._all():
+            metric.update(prob, target)
+
+    def compute(self) -> MetricValues:
+        scalars = {name: float(m.compute()) for name, m in self._metrics.items()}
+        assert self._per_label is not None
+        names = self.names or [str(i) for i in range(self.num_labels or 0)]
+        for i, ap in enumerate(self._per_label.compute().tolist()):
+            if ap == ap:  # a label never positive in val has no AP (NaN): left out
+                scalars[f"ap/{names[i] if i < len(names) else i}"] = float(ap)
+        return MetricValues(scalars, None, names)
 
 
 class ValueMetrics(MetricSet):

@@ -219,7 +219,7 @@ def _hyper_parameters(plan: StagePlan) -> dict[str, Any]:
         "optim": cfg.optim.name,
         "lr": cfg.optim.lr,
         "weight_decay": cfg.optim.weight_decay,
-        "scheduler": cfg.optim.scheduler,
+        "scheduler": cfg.optim.scheduler.name,
         "precision": cfg.precision,
         "steps": knobs.steps or 0,
         "epochs": knobs.epochs or 0,

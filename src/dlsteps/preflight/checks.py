@@ -212,6 +212,8 @@ def check_shapes(out: torch.Tensor, y: torch.Tensor, task: Task) -> list[Diagnos
 def forward_probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     try:
         out = model(x.to(device))
+    except ModelError:
+        raise  # model.output could not find the prediction: its message says what to set
     except Exception as exc:
         raise ModelError(
             f"the model raised {type(exc).__name__} on a batch of shape {tuple(x.shape)} "
@@ -578,10 +580,12 @@ def _first_below(values: Sequence[float], level: float) -> int | None:
 
 
 def _schedule(optim: Any) -> str:
-    parts = [optim.scheduler]
+    parts = [optim.scheduler.name]
+    if optim.scheduler.args:
+        parts.append(", ".join(f"{k} {v}" for k, v in optim.scheduler.args.items()))
     if optim.warmup_steps:
         parts.append(f"warmup_steps {optim.warmup_steps}")
-    if optim.scheduler == "step":
+    if optim.scheduler.name == "step":
         parts.append(f"step_size {optim.step_size}, gamma {optim.gamma:g}")
     return ", ".join(parts)
 
@@ -598,8 +602,8 @@ def check_fancy(model: nn.Module, config: Config) -> list[Diagnosis]:
         features.append(f"dropout ({len(dropout)} layers)")
     if norms:
         features.append(f"batchnorm ({len(norms)} layers)")
-    if config.optim.scheduler != "none":
-        features.append(f"LR decay ({config.optim.scheduler})")
+    if config.optim.scheduler.name != "none":
+        features.append(f"LR decay ({config.optim.scheduler.name})")
     if config.optim.weight_decay > 0:
         features.append(f"weight decay {config.optim.weight_decay:g}")
     found = []
@@ -650,7 +654,8 @@ def run_preflight(
     num_outputs = out.shape[1] if out.ndim >= 2 else 1
     shape_problems = check_shapes(out, y, task) or check_batch_of_one(model, x, out, device)
     found += shape_problems
-    info = LabelInfo(getattr(train, "num_classes", None), getattr(train, "class_names", None))
+    names = getattr(train, "class_names", None) or getattr(val, "class_names", None)
+    info = LabelInfo(getattr(train, "num_classes", None), names)
     found += task.check_labels(stats, num_outputs, info)
     figures: dict[str, Any] = {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -680,12 +685,23 @@ def run_preflight(
         if not torch.isfinite(loss):
             facts = replace(facts, nonfinite_in=first_nonfinite_module(model, x.to(device)))
         found += task.check_init(float(loss.detach()), out, stats, facts)
+        if task.measures_init_loss(num_outputs):  # no closed form: measure the reference
+            reference = init_reference(loss_fn, out, y.to(device))
+            figures["init_loss_reference"] = reference
+            found += task.check_init_reference(float(loss.detach()), reference)
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
         found += check_batch_mixing(model, x, device)
     found += check_unregistered(model)
     found += check_fancy(model, config)
     return verdict_of(found, figures)
+
+
+def init_reference(loss_fn: nn.Module, out: torch.Tensor, y: torch.Tensor) -> float:
+    """The loss of an all-zero output on the probe batch: what a model that says "don't
+    know" (every class equally likely, every value 0) gets, for a loss without a formula."""
+    with torch.no_grad():
+        return float(loss_fn(torch.zeros_like(out), y))
 
 
 def _same(a: Any, b: Any) -> bool:

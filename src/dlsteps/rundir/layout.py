@@ -4,6 +4,7 @@ runs/<name>-<YYYYmmdd-HHMMSS>/
   config.yaml                  the fully resolved config
   summary.json                 the verdict, rewritten atomically after each stage
   data_stats.json              label counts and content hashes
+  image_stats.json             folder sources: per-channel mean/std of the train images
   report.html                  the self-contained report
   <stage>/scalars.jsonl        one {"step", "tag", "value", "time"} per logged value
   <stage>/events.out.tfevents.*  the same scalars (and pictures) for TensorBoard
@@ -21,6 +22,7 @@ runs/<name>-<YYYYmmdd-HHMMSS>/
 CONFIG_YAML = "config.yaml"
 SUMMARY_JSON = "summary.json"
 DATA_STATS_JSON = "data_stats.json"
+IMAGE_STATS_JSON = "image_stats.json"
 REPORT_HTML = "report.html"
 
 SCALARS_JSONL = "scalars.jsonl"

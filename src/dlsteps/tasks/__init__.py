@@ -23,6 +23,7 @@ _BUILTIN: dict[str, str] = {
     "classification": "dlsteps.tasks.classification:Classification",
     "segmentation": "dlsteps.tasks.segmentation:Segmentation",
     "regression": "dlsteps.tasks.regression:Regression",
+    "multilabel": "dlsteps.tasks.multilabel:Multilabel",
     "generative": "dlsteps.tasks.generative:Generative",
 }
 _REGISTERED: dict[str, type[Task]] = {}

@@ -27,11 +27,14 @@ from torch import nn
 
 from dlsteps.data.stats import DataStats
 from dlsteps.errors import ConfigError, did_you_mean
-from dlsteps.judge.diagnoses import Diagnosis
+from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Primary
 from dlsteps.ladder.stages import STANDARD_LADDER, Stage
+from dlsteps.losses.builtin import ResolvedLoss, resolve_loss
 from dlsteps.observe.images import image_to_image_picture, on_cpu
 from dlsteps.observe.metrics import MetricSet
+
+INIT_VALUE_FACTOR = 10.0  # value losses at init: a fresh model's outputs add their spread
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,90 @@ class Task:
     dense_targets: ClassVar[bool] = False  # a target per pixel: it moves with the image
     measure_at_start: ClassVar[bool] = False  # full val metrics (and a picture) at step 0 too
     ignore_index: int | None = None  # a target value left out of loss and metrics
+    # the loss of ``loss: auto``, and what the targets are to a loss (``losses.builtin``);
+    # a task without a default brings its own ``loss()``
+    default_loss: ClassVar[str | None] = None
+    loss_targets: ClassVar[str | None] = None
+    # the loss the config asks for (``loss: {name, args}``), resolved by ``configured``
+    _resolved: ResolvedLoss | None = None
+    _sample_loss: nn.Module | None = None  # the configured loss, built once for worst samples
 
     @classmethod
     def from_config(cls, config: Any) -> Task:
-        """The task set up with a validated ``Config``'s data settings."""
-        return cls()
+        """The task set up with a validated ``Config``'s data settings and loss."""
+        return cls().configured(config)
+
+    def configured(self, config: Any) -> Task:
+        """Resolve ``config.loss`` against this task (an unknown loss, or one that does not
+        fit the task's targets, is a config error at the start of the run)."""
+        spec = getattr(config, "loss", None)
+        name = spec.name if spec is not None else "auto"
+        name = self.default_loss if name == "auto" else name
+        if name is not None:
+            args = spec.args if spec is not None else {}
+            self._resolved = resolve_loss(name, args, self.loss_targets, self.name)
+            self._sample_loss = None
+        return self
+
+    @property
+    def resolved_loss(self) -> ResolvedLoss | None:
+        """The configured loss; the task's default for a task built without a config."""
+        if self._resolved is None and self.default_loss is not None:
+            self._resolved = resolve_loss(self.default_loss, {}, self.loss_targets, self.name)
+        return self._resolved
 
     # --- loss ---------------------------------------------------------------------------
     def loss(self, class_weights: Sequence[float] | None = None) -> nn.Module:
-        raise NotImplementedError
+        """A fresh loss module: the configured one, ``class_weights`` on the train loss."""
+        if self.resolved_loss is None:
+            raise NotImplementedError(f"task {self.name} has no loss")
+        return self.resolved_loss.build(class_weights, self.ignore_index)
+
+    @property
+    def own_loss(self) -> bool:
+        """The task's default loss unchanged: its closed-form baseline and init check hold."""
+        chosen = self.resolved_loss
+        return chosen is not None and chosen.name == self.default_loss and not chosen.args
 
     def expected_init_loss(self, num_outputs: int) -> float | None:
         """The loss of a fresh model that predicts 'don't know'; None when there is no
         closed form."""
-        return None
+        return self.resolved_loss.init_loss(num_outputs) if self.resolved_loss else None
+
+    def measures_init_loss(self, num_outputs: int) -> bool:
+        """Whether preflight measures the loss at init instead (``init_reference``): a loss
+        other than the task's own, without a closed form."""
+        return (
+            self.resolved_loss is not None
+            and not self.own_loss
+            and self.expected_init_loss(num_outputs) is None
+        )
+
+    def init_limit(self, reference: float) -> float:
+        """The highest init loss accepted against a measured ``reference`` (values: the
+        MSE rule's factor, since a fresh model's outputs add their own spread)."""
+        return INIT_VALUE_FACTOR * reference + 1.0
+
+    def check_init_reference(self, loss: float, reference: float) -> list[Diagnosis]:
+        """The init loss against the loss of an all-zero output on the same batch."""
+        if not (math.isfinite(loss) and math.isfinite(reference)):
+            return []
+        limit = self.init_limit(reference)
+        if loss <= limit:
+            return []
+        return [
+            Diagnosis(
+                "unexpected_init_loss",
+                f"loss at init is {loss:.4g}; an all-zero output (every class equally likely, "
+                f"every value 0) gives {reference:.4g} on the same batch (flagged above "
+                f"{limit:.3g}): the fresh model's outputs are far too large. "
+                f"{hint('unexpected_init_loss')}",
+            )
+        ]
+
+    def model_outputs(self, num_classes: int | None) -> int | None:
+        """The model's ``num_classes`` argument for data with ``num_classes`` classes."""
+        return num_classes
 
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
         """Val loss of the best input-independent predictor fitted on train."""
@@ -169,7 +242,19 @@ class Task:
         return None
 
     def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B,) the loss of each sample: which val samples the model gets most wrong."""
+        """(B,) the loss of each sample: which val samples the model gets most wrong. The
+        task's own loss in one batched call; any other loss (dice, focal, the user's own,
+        one binary channel) sample by sample, since only it knows how it reads ``out``."""
+        if self.own_loss or self.resolved_loss is None:
+            return self.own_sample_losses(out, y)
+        if self._sample_loss is None:
+            self._sample_loss = self.loss()
+        return torch.stack(
+            [self._sample_loss(out[i : i + 1], y[i : i + 1]).float() for i in range(len(y))]
+        )
+
+    def own_sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) the task's own loss per sample (here squared error)."""
         per = (out.float().reshape(y.shape) - y.float()) ** 2
         return per.reshape(per.shape[0], -1).mean(dim=1)
 

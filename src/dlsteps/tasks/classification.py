@@ -11,12 +11,13 @@ import torch
 from dlsteps.data.stats import DataStats
 from dlsteps.observe.images import classification_picture, on_cpu
 from dlsteps.observe.metrics import ClassMetrics, MetricSet
-from dlsteps.tasks.labels import LabelTask
+from dlsteps.tasks.labels import LabelTask, predicted
 
 
 class Classification(LabelTask):
     name = "classification"
     metrics: ClassVar[Mapping[str, bool]] = {"accuracy": True, "f1": True}
+    loss_targets = "classes"
 
     def batch_problem(self, out: torch.Tensor, y: torch.Tensor) -> str | None:
         if out.ndim != 2:
@@ -42,5 +43,5 @@ class Classification(LabelTask):
             return None
         x, y, out = cpu
         return classification_picture(
-            x, y.long(), None if out is None else out.argmax(1), class_names
+            x, y.long(), None if out is None else predicted(out), class_names
         )

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from dlsteps.data.stats import DataStats
 from dlsteps.ladder.stages import GENERATIVE_LADDER
@@ -24,11 +23,10 @@ class Generative(ValueTask):
     ladder = GENERATIVE_LADDER
     metrics: ClassVar[Mapping[str, bool]] = {"psnr": True, "l1": False}
     measure_at_start = True
+    default_loss = "l1"
+    loss_targets = "values"
 
-    def loss(self, class_weights=None) -> nn.Module:
-        return nn.L1Loss()
-
-    def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def own_sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B,) mean absolute error of each generated image."""
         per = (out.float().reshape(y.shape) - y.float()).abs()
         return per.reshape(per.shape[0], -1).mean(dim=1)
@@ -36,7 +34,7 @@ class Generative(ValueTask):
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
         """L1 on val of predicting the train mean image (measured in the data pass: L1 has
         no closed form from moments)."""
-        return stats.val.l1_to_train_mean
+        return stats.val.l1_to_train_mean if self.own_loss else None
 
     def metric_set(
         self, num_classes: int | None, class_names: list[str] | None, stats: DataStats | None

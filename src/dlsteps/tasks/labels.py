@@ -16,6 +16,7 @@ from torch import nn
 
 from dlsteps.data.augment import class_weights
 from dlsteps.data.stats import DataStats
+from dlsteps.errors import ConfigError
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.rules import softmax_floor
 from dlsteps.tasks.base import LabelInfo, ProbeFacts, Task
@@ -31,25 +32,44 @@ PROBABILITY_BATCHES = 3  # probe batches that must all lie in (0, 1) for that ev
 
 
 class LabelTask(Task):
-    """A class label per sample or per pixel, cross-entropy on logits."""
+    """A class label per sample or per pixel, cross-entropy on logits by default. With a
+    loss that reads one output channel as a binary logit (``bce_with_logits``, ``dice``,
+    ``focal``, your own), a one-channel model predicts two classes."""
 
     counts_labels = True
     unit = "items"  # what a label count counts, in messages
+    default_loss = "cross_entropy"
 
-    def loss(self, class_weights: Sequence[float] | None = None) -> nn.Module:
-        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        ignore = self.ignore_index if self.ignore_index is not None else -100
-        return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore)
+    @property
+    def binary_logit(self) -> bool:
+        """One output channel means a binary logit (not with cross-entropy, where one
+        channel is a model that cannot learn: its loss is always 0)."""
+        chosen = self.resolved_loss
+        return chosen is not None and (chosen.kind is None or chosen.kind.binary)
 
-    def expected_init_loss(self, num_outputs: int) -> float | None:
-        return math.log(num_outputs) if num_outputs > 1 else None
+    def classes_of(self, num_outputs: int) -> int:
+        """The classes a model with ``num_outputs`` output channels predicts."""
+        return 2 if num_outputs == 1 and self.binary_logit else num_outputs
+
+    def model_outputs(self, num_classes: int | None) -> int | None:
+        """Two classes get one output channel with ``bce_with_logits`` and ``dice``."""
+        kind = self.resolved_loss.kind if self.resolved_loss is not None else None
+        return (
+            1 if num_classes == 2 and kind is not None and kind.one_channel_for_two else num_classes
+        )
+
+    def init_limit(self, reference: float) -> float:
+        return reference + max(INIT_LOSS_MARGIN, INIT_LOSS_REL * reference)
 
     def counted(self, counts: dict[int, int]) -> dict[int, int]:
         """Label counts without ``ignore_index``."""
         return {k: v for k, v in counts.items() if k != self.ignore_index}
 
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
-        """Cross-entropy on val of predicting the train label frequencies everywhere."""
+        """Cross-entropy on val of predicting the train label frequencies everywhere (for
+        another loss the baseline is measured: ``losses.baseline``)."""
+        if not self.own_loss:
+            return None
         counts, val = self.counted(stats.train.label_counts), self.counted(stats.val.label_counts)
         total, vtotal = sum(counts.values()), sum(val.values())
         if not total or not vtotal:
@@ -98,16 +118,18 @@ class LabelTask(Task):
         if any(d.code == "label_out_of_range" for d in found):
             return found  # the counts below are meaningless until the labels fit the model
         swallowed = any(d.severity == "fail" for d in ignored)
-        found += _missing_classes(stats, self.counted, num_outputs, info, swallowed)
+        classes = self.classes_of(num_outputs)  # a binary logit's one channel: two classes
+        found += _missing_classes(stats, self.counted, classes, info, swallowed)
         if not swallowed:  # with one class left, every other output is "extra": no news
-            found += _extra_outputs(stats, self.counted, num_outputs, info)
+            found += _extra_outputs(stats, self.counted, classes, info)
         return found
 
     def _out_of_range(self, stats: DataStats, num_outputs: int) -> list[Diagnosis]:
         found = []
         ignored = self.ignore_index
+        classes = self.classes_of(num_outputs)
         for split, s in (("train", stats.train), ("val", stats.val)):
-            bad = sorted(k for k in self.counted(s.label_counts) if k < 0 or k >= num_outputs)
+            bad = sorted(k for k in self.counted(s.label_counts) if k < 0 or k >= classes)
             if not bad:
                 continue
             count = sum(s.label_counts[k] for k in bad)
@@ -115,8 +137,8 @@ class LabelTask(Task):
             why = (
                 ": one output channel with targets in {0, 1} is binary "
                 f"{self.name}, but cross-entropy over a single channel is always 0 (softmax of "
-                "one logit is 1), so nothing trains. Give the model 2 outputs, or use a "
-                "binary loss (sigmoid + BCE) on the one channel"
+                "one logit is 1), so nothing trains. Give the model 2 outputs, or set loss: "
+                "{name: bce_with_logits} (or dice) for the one channel"
                 if binary
                 else ""
             )
@@ -124,7 +146,7 @@ class LabelTask(Task):
                 Diagnosis(
                     "label_out_of_range",
                     f"{split} labels {bad[:10]} ({count} {self.unit}) lie outside "
-                    f"[0, {num_outputs}) for a model with {num_outputs} outputs"
+                    f"[0, {classes}) for a model with {num_outputs} outputs"
                     + (f" (data.ignore_index is {ignored})" if ignored is not None else "")
                     + f"{why}. {hint('label_out_of_range')}",
                 )
@@ -207,7 +229,7 @@ class LabelTask(Task):
             )
         ]
 
-    def sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def own_sample_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B,) cross-entropy of each sample (mean over its non-ignored pixels)."""
         ignore = self.ignore_index if self.ignore_index is not None else -100
         per = nn.functional.cross_entropy(out.float(), y, reduction="none", ignore_index=ignore)
@@ -219,10 +241,25 @@ class LabelTask(Task):
     def class_weights(
         self, spec: str | Sequence[float], stats: DataStats, num_classes: int | None
     ) -> list[float] | None:
+        chosen = self.resolved_loss
+        takes = chosen is not None and (chosen.kind.weights if chosen.kind else True)
+        if not takes:
+            if spec == "auto":
+                return None  # the augment stage's default: nothing to weight
+            raise ConfigError(
+                f"class_weights: the {chosen.name if chosen else 'task'} loss takes no class "
+                "weights; set the stage's class_weights: none"
+            )
         counts = stats.train.label_counts
         labels = list(self.counted(counts))
         num = num_classes or max(labels, default=0) + 1
         return class_weights(spec, counts, num)
+
+
+def predicted(out: torch.Tensor) -> torch.Tensor:
+    """Class indices from logits ``[B, C, ...]``: the arg-max, or for one channel (a binary
+    logit) whether it is positive."""
+    return out.argmax(1) if out.shape[1] > 1 else (out[:, 0] > 0).long()
 
 
 def check_probabilities(

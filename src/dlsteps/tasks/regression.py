@@ -12,7 +12,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from dlsteps.data.stats import DataStats
 from dlsteps.judge.diagnoses import Diagnosis
@@ -26,13 +25,13 @@ INIT_MSE_FACTOR = 10.0
 class Regression(ValueTask):
     name = "regression"
     metrics: ClassVar[Mapping[str, bool]] = {"rmse": False, "mae": False}
-
-    def loss(self, class_weights=None) -> nn.Module:
-        return nn.MSELoss()
+    default_loss = "mse"
+    loss_targets = "values"
 
     def baseline_loss(self, stats: DataStats, num_classes: int | None) -> float | None:
-        """MSE on val of predicting the train mean target (per element when it is small)."""
-        if not (stats.train.target_mean and stats.val.target_mean):
+        """MSE on val of predicting the train mean target (per element when it is small;
+        another loss's baseline is measured: ``losses.baseline``)."""
+        if not (self.own_loss and stats.train.target_mean and stats.val.target_mean):
             return None
         mu = np.asarray(stats.train.target_mean)
         vm, vsq = np.asarray(stats.val.target_mean), np.asarray(stats.val.target_sq_mean)
@@ -55,8 +54,8 @@ class Regression(ValueTask):
         probe: ProbeFacts | None = None,
     ) -> list[Diagnosis]:
         found = super().check_init(loss, out, stats, probe)
-        if found or stats is None or not stats.train.target_sq_mean:
-            return found
+        if found or not self.own_loss or stats is None or not stats.train.target_sq_mean:
+            return found  # another loss is checked against its measured init reference
         sq = float(sum(stats.train.target_sq_mean) / len(stats.train.target_sq_mean))
         limit = INIT_MSE_FACTOR * sq + 1.0
         if loss <= limit:

@@ -15,7 +15,7 @@ import torch
 from dlsteps.data.stats import DataStats
 from dlsteps.observe.images import on_cpu, segmentation_picture
 from dlsteps.observe.metrics import ClassMetrics, MetricSet
-from dlsteps.tasks.labels import LabelTask
+from dlsteps.tasks.labels import LabelTask, predicted
 
 
 class Segmentation(LabelTask):
@@ -23,13 +23,16 @@ class Segmentation(LabelTask):
     metrics: ClassVar[Mapping[str, bool]] = {"miou": True, "pixel_accuracy": True, "f1": True}
     dense_targets = True
     unit = "pixels"
+    loss_targets = "masks"
 
     def __init__(self, ignore_index: int = 255) -> None:
         self.ignore_index = ignore_index
 
     @classmethod
     def from_config(cls, config: Any) -> Segmentation:
-        return cls(config.data.ignore_index)
+        task = cls(config.data.ignore_index)
+        task.configured(config)
+        return task
 
     def batch_problem(self, out: torch.Tensor, y: torch.Tensor) -> str | None:
         if out.ndim != 4:
@@ -56,5 +59,5 @@ class Segmentation(LabelTask):
         if cpu is None or (cpu[2] is not None and cpu[2].dim() != 4) or cpu[1].dim() != 3:
             return None
         x, y, out = cpu
-        pred = None if out is None else out.argmax(1)
+        pred = None if out is None else predicted(out)
         return segmentation_picture(x, y.long(), pred, self.ignore_index)

@@ -31,9 +31,14 @@ from dlsteps.train.engine import Callback, Progress, Source, Stop
 
 
 class UpdateWatch:
-    """Every trainable parameter with a non-zero gradient must change in the first
-    optimizer step, and every frozen one must not. A step the grad scaler skipped (inf
-    gradients in fp16) never reaches the optimizer, so it is not judged; the next is."""
+    """In the first optimizer step that has a non-zero LR, a trainable parameter with a
+    non-zero gradient must be updated, and a frozen one must not change. "Not updated"
+    is judged by cause, not by equality alone: the optimizer does not hold the parameter,
+    or holds it in a group with LR 0 while others train. A held parameter with LR > 0
+    that stays equal is not flagged: an update below float resolution (a gradient of
+    1e-20 through a saturated gate) leaves it equal on a correct model. A step the grad
+    scaler skipped (inf gradients in fp16) never reaches the optimizer, so it is not
+    judged; nor is a step every group of which has LR 0 (a warm-up from 0): the next is."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model = model
@@ -52,14 +57,18 @@ class UpdateWatch:
         self._before = {n: p.detach().clone() for n, p in self.named}
 
     def _compare(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        if not any(lr > 0 for lr in lr_of.values()):
+            self._before = {}
+            return  # a warm-up from LR 0: nothing could move yet; judge the next step
         stuck, moved = [], []
-        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for name, p in self.named:
             changed = not torch.equal(self._before[name], p.detach())
             if p.requires_grad and p.grad is not None and bool((p.grad != 0).any()):
-                if not changed:
-                    why = "not in the optimizer" if id(p) not in held else "its LR is 0?"
-                    stuck.append(f"{name} ({why})")
+                if not changed and id(p) not in lr_of:
+                    stuck.append(f"{name} (not in the optimizer)")
+                elif not changed and lr_of[id(p)] == 0:
+                    stuck.append(f"{name} (its parameter group's LR is 0)")
             elif not p.requires_grad and changed:
                 moved.append(name)
         if stuck:

@@ -11,6 +11,9 @@ initialisation; every other parameter must be in the file.
 
     model: {name: resnet18, args: {small_input: true}}
     model: {name: lraspp_mobilenet_v3_large, args: {weights_path: weights/lraspp.pth}}
+
+torchvision is imported inside each builder: its import costs a second or more, and a
+config that never names these models (preflight of the starting models) never pays it.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
-from torchvision.models import segmentation
 
 from dlsteps.errors import ModelError
 
@@ -38,13 +39,15 @@ class SegmentationLogits(nn.Module):
 
 
 def _resnet(
-    builder,
+    name: str,
     in_channels: int,
     num_classes: int,
     small_input: bool,
     weights_path: str | None,
 ) -> nn.Module:
-    net = builder(weights=None, num_classes=num_classes)
+    from torchvision import models
+
+    net = getattr(models, name)(weights=None, num_classes=num_classes)
     if small_input:
         # CIFAR-style stem for tiny images (8x8 digits, 32x32): no 4x downsampling up front
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -62,7 +65,7 @@ def resnet18(
 ) -> nn.Module:
     """torchvision ResNet-18 (11.2M parameters); ``small_input`` swaps the 7x7/2 stem and
     max-pool for one 3x3/1 convolution, for inputs of a few dozen pixels."""
-    return _resnet(models.resnet18, in_channels, num_classes, small_input, weights_path)
+    return _resnet("resnet18", in_channels, num_classes, small_input, weights_path)
 
 
 def resnet34(
@@ -72,7 +75,7 @@ def resnet34(
     weights_path: str | None = None,
 ) -> nn.Module:
     """torchvision ResNet-34 (21.3M parameters)."""
-    return _resnet(models.resnet34, in_channels, num_classes, small_input, weights_path)
+    return _resnet("resnet34", in_channels, num_classes, small_input, weights_path)
 
 
 def resnet50(
@@ -82,13 +85,15 @@ def resnet50(
     weights_path: str | None = None,
 ) -> nn.Module:
     """torchvision ResNet-50 (23.5M parameters, bottleneck blocks)."""
-    return _resnet(models.resnet50, in_channels, num_classes, small_input, weights_path)
+    return _resnet("resnet50", in_channels, num_classes, small_input, weights_path)
 
 
 def fcn_resnet50(
     in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
 ) -> nn.Module:
     """torchvision FCN with a dilated ResNet-50 backbone (output stride 8; 33M parameters)."""
+    from torchvision.models import segmentation
+
     net = segmentation.fcn_resnet50(
         weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
     )
@@ -101,6 +106,8 @@ def deeplabv3_resnet50(
     in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
 ) -> nn.Module:
     """torchvision DeepLabV3 (ASPP head) on a dilated ResNet-50 (39.6M parameters)."""
+    from torchvision.models import segmentation
+
     net = segmentation.deeplabv3_resnet50(
         weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
     )
@@ -113,6 +120,8 @@ def lraspp_mobilenet_v3_large(
     in_channels: int = 3, num_classes: int = 21, weights_path: str | None = None
 ) -> nn.Module:
     """torchvision LR-ASPP on MobileNetV3-Large (3.2M parameters): the light one."""
+    from torchvision.models import segmentation
+
     net = segmentation.lraspp_mobilenet_v3_large(
         weights=None, weights_backbone=None, num_classes=num_classes
     )

@@ -16,14 +16,12 @@ measured and pictured is the task's (``Task.metric_set``, ``Task.picture``). It 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from dlsteps.config import StagePlan
 from dlsteps.data.loading import workers
@@ -37,6 +35,9 @@ from dlsteps.rundir.run import StageDir
 from dlsteps.tasks.base import Task
 from dlsteps.train.callbacks import Periodic
 from dlsteps.train.engine import Callback
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class StageObserver:
@@ -129,6 +130,8 @@ class StageObserver:
         self.stage_dir.write_metrics({"step": step, **values.to_json()})
         self.picture(step)
         names = [*self.task.metrics, *(k for k in values.scalars if "/" in k)]
+        from torch.utils.tensorboard.summary import hparams
+
         exp, ssi, sei = hparams(
             _hyper_parameters(self.plan), {f"metrics/{name}": 0.0 for name in names}
         )
@@ -140,7 +143,9 @@ class StageObserver:
     def writer(self) -> SummaryWriter:
         """Pictures and HParams in their own event file beside the logbook's scalars (the
         same TensorBoard run), opened on first use."""
-        if self._writer is None:
+        if self._writer is None:  # TensorBoard imported here: preflight never pays for it
+            from torch.utils.tensorboard import SummaryWriter
+
             self._writer = SummaryWriter(str(self.stage_dir.path), filename_suffix=PICTURES_SUFFIX)
         return self._writer
 

@@ -76,22 +76,28 @@ def main() -> None:
         }
         names = list(commands)
         wall: dict[str, list[float]] = {n: [] for n in names}
+        failed: dict[str, int] = {}  # e.g. --version of a checkout that predates it
         first_line: list[float] = []
         for repeat in range(args.repeats):
             for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+                if name in failed:
+                    continue
                 seconds, first, code = timed(commands[name]())
                 if code != 0:
-                    sys.exit(f"{name} exited {code}")
+                    failed[name] = code
+                    continue
                 wall[name].append(seconds)
                 if name.startswith("dlsteps check") and first is not None:
                     first_line.append(first)
     check, torch = names[3], names[0]
+    if check in failed or torch in failed:
+        sys.exit(f"exited non-zero: {failed}")
     print(f"{args.repeats} repeats, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
     print("| command | wall s, median [min, max] |")
     print("|---|---|")
     for name in names:
-        values = wall[name]
-        print(f"| `{name}` | {_span(values)} |")
+        shown = f"exited {failed[name]}" if name in failed else _span(wall[name])
+        print(f"| `{name}` | {shown} |")
     if first_line:
         print(f"| `{check}`: its first line | {_span(first_line)} |")
     diffs = [c - t for c, t in zip(wall[check], wall[torch], strict=True)]

@@ -61,9 +61,14 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def measure(command: list[str], setting: str, busy: bool, run_dir: Path) -> Sample:
+def measure(
+    command: list[str], setting: str, busy: bool, run_dir: Path, baseline: Path | None
+) -> Sample:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    if setting != "default":
+    if setting == "baseline":  # another checkout's code, with its own default threads
+        assert baseline is not None
+        env["PYTHONPATH"] = str(baseline)
+    elif setting != "default":
         env["OMP_NUM_THREADS"] = setting
     loop = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if busy else None
     try:
@@ -102,8 +107,14 @@ def main() -> None:
     ap.add_argument("--settings", default="1,2,default", help="thread counts and/or default")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write every sample here")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src/ of another checkout (e.g. before a change): adds a setting "
+        "'baseline' that runs its code with its own default threads",
+    )
     args = ap.parse_args()
-    settings = args.settings.split(",")
+    settings = args.settings.split(",") + (["baseline"] if args.baseline else [])
     dlsteps = str(Path(sys.executable).with_name("dlsteps"))
     command = [dlsteps, "run", args.config, "--to", args.to]
     cases = [(s, busy) for s in settings for busy in (False, True)]
@@ -114,10 +125,10 @@ def main() -> None:
             rotated = cases[repeat % len(cases) :] + cases[: repeat % len(cases)]
             for i, (setting, busy) in enumerate(rotated):
                 run_dir = Path(tmp) / f"r{repeat}-{i}"
-                s = measure(command, setting, busy, run_dir)
+                s = measure(command, setting, busy, run_dir, args.baseline)
                 samples.append(s)
                 print(
-                    f"  repeat {repeat + 1} threads={setting:<7} {'busy ' if busy else 'quiet'} "
+                    f"  repeat {repeat + 1} threads={setting:<8} {'busy ' if busy else 'quiet'} "
                     f"{s.seconds:6.1f} s  exit {s.code}  other cores {s.other_cores:.2f}"
                     + (f"  [{s.threads_line}]" if s.threads_line else ""),
                     flush=True,

@@ -197,3 +197,37 @@ def test_run_says_its_first_line_before_torch_is_imported(tmp_path: Path) -> Non
     )
     assert "FIRST [False]" in out.stdout, out.stdout + out.stderr
     assert "dlsteps: tiny from" in out.stderr and "preflight" in out.stderr
+
+
+def test_the_ablation_leaderboard_fits_80_columns_with_every_figure_whole() -> None:
+    from rich.console import Console
+
+    from dlsteps.ablate import results
+    from dlsteps.ablate.study import StudySpec
+
+    board = [
+        results.Row(
+            n + 1,
+            n,
+            "complete",
+            0.123456 + n,
+            160,
+            None,
+            "passed",
+            {"optim.lr": 10.0 ** -(n + 2), "model.args.width": 8 * (n + 1)},
+            f"t/{n}",
+            "",
+            {},
+        )
+        for n in range(3)
+    ]
+    spec = StudySpec(
+        {}, None, "full-data", "val/loss", False, 5, {}, {}, "tpe", 3, {"name": "none"}, 0, "x"
+    )
+    console = Console(width=80, record=True)
+    console.print(results.table(board, spec, "seg-ablate"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    cells = [c.strip() for line in text.splitlines() for c in line.split("│")]
+    assert {"0.1235", "1.123", "0.01", "0.001", "0.0001", "24", "160"} <= set(cells)
+    assert "…" not in text  # a long header folds instead of losing its end

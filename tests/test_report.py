@@ -15,8 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from dlsteps.config import build_config
+from dlsteps.judge.diagnoses import hint
 from dlsteps.ladder.runner import RunOptions, run_ladder
 from dlsteps.logbook.curves import read_curves
+from dlsteps.report.closing import closing
 from dlsteps.report.console import Reporter
 from dlsteps.report.html import write_report
 from dlsteps.rundir.run import RunDir
@@ -268,7 +270,7 @@ def test_a_newcomer_sees_the_failure_first_figures_notes_and_distinct_ticks(
         ticks = [t for t in plot["xticks"] if t != "step"]
         assert len(ticks) == len(set(ticks)), ticks
     notes = [(p, n) for p in check["plots"] for n in p["notes"]]
-    assert [n["text"][:40] for _, n in notes] == ["val: a rising val loss is expected here"] * 2
+    assert [n["text"][:30] for _, n in notes] == ["a rising val loss is expected:"] * 2
     for plot, note in notes:
         assert _inside(note["box"], plot["box"]), (note, plot["box"])
         assert not any(_overlap(note["box"], tick) for tick in plot["xtickBoxes"])
@@ -415,7 +417,8 @@ def test_the_report_of_a_clean_climb_says_so_and_what_comes_next(tmp_path: Path)
     verdict = html.index("class='verdict passed'")
     top = html[verdict : html.index("</div>", verdict)]
     assert "every stage passed: preflight, overfit-one, overfit-few" in top
-    assert "next: dlsteps stage full-data --run-dir" in top
+    assert "next: the full-data stage (the whole train set;" in top
+    assert f"<code>dlsteps stage full-data --run-dir {tmp_path / 'passed'}</code>" in top
 
 
 def test_a_metric_measured_once_is_a_figure_and_ticks_are_distinct(tmp_path: Path) -> None:
@@ -437,9 +440,9 @@ def test_the_overfit_loss_chart_says_a_rising_val_loss_is_expected(tmp_path: Pat
     html = write_report(RunDir(synthetic_run(tmp_path, failing=True)))[1].read_text()
     one = html[html.index("id='stage-overfit-one'") : html.index("id='stage-overfit-few'")]
     loss = next(svg for svg in _svgs(one) if "<title>loss" in svg)
-    assert "a rising val loss is expected here; the model memorises 1 train sample," in loss
+    assert "a rising val loss is expected: 1 train sample memorised," in loss
     few = html[html.index("id='stage-overfit-few'") :]
-    assert "memorises 4 train samples" in next(s for s in _svgs(few) if "<title>loss" in s)
+    assert "4 train samples memorised" in next(s for s in _svgs(few) if "<title>loss" in s)
 
 
 def test_the_console_says_a_clean_climb_passed_and_names_the_next_step(
@@ -450,17 +453,19 @@ def test_the_console_says_a_clean_climb_passed_and_names_the_next_step(
     err = capsys.readouterr().err
     table_end = err.index("└")
     assert err.index("✓ every stage passed: overfit-one, overfit-few, full-data") > table_end
-    assert "next: dlsteps stage augment --run-dir runs/x (class weights" in err
+    assert "next: the augment stage (class weights and train-only augmentation)" in err
+    assert "\n    dlsteps stage augment --run-dir runs/x\n" in err
 
 
 def test_the_console_puts_a_failure_and_its_advice_before_the_table(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    tip = hint("input_ignored")  # how every diagnosis message ends
     failed = {
         "name": "overfit-few",
         "status": "failed",
         "diagnoses": [
-            {"code": "input_ignored", "severity": "fail", "step": 40, "message": "m. Try: x."},
+            {"code": "input_ignored", "severity": "fail", "step": 40, "message": f"seen. {tip}"},
             {"code": "fancy_features", "severity": "warn", "step": None, "message": "w"},
         ],
     }
@@ -468,16 +473,40 @@ def test_the_console_puts_a_failure_and_its_advice_before_the_table(
         {"run_dir": "runs/x", "stages": [{"name": "preflight", "status": "passed"}, failed]}
     )
     err = capsys.readouterr().err
-    head = err.index("✗ overfit-few failed: input_ignored at step 40: m. Try: x.")
-    assert head < err.index("┏") and err.index("dlsteps explain input_ignored") < err.index("┏")
+    head = err.index("✗ overfit-few failed: input_ignored at step 40: seen.\n")
+    assert err.count("feed two different inputs") == 1  # the advice, said once
+    advice = err.index("  try: feed two different inputs")
+    assert head < advice < err.index("more: dlsteps explain input_ignored") < err.index("┏")
     assert "every stage passed" not in err
+
+
+@pytest.mark.parametrize(
+    ("statuses", "next_words", "command"),
+    [
+        ({"preflight": "passed"}, "the overfit-one stage", "dlsteps stage overfit-one --run-dir R"),
+        (
+            {"augment": "passed", "scale-up": "skipped"},
+            "set stages.scale-up (a bigger model",
+            "dlsteps stage scale-up --run-dir R",
+        ),
+        ({"scale-up": "passed"}, "the whole ladder is climbed", "dlsteps ablate c.yaml --grid"),
+    ],
+)
+def test_the_next_thing_to_try_follows_the_ladder(
+    statuses: dict[str, str], next_words: str, command: str
+) -> None:
+    stages = [{"name": n, "status": s} for n, s in statuses.items()]
+    end = closing({"run_dir": "R", "config": "c.yaml", "stages": stages})
+    assert end is not None and end.passed
+    assert next_words in (end.next or "") and (end.command or "").startswith(command)
+    assert closing({"stages": [{"name": "full-data", "status": "interrupted"}]}) is None
 
 
 def test_speed_advice_is_said_once_per_run(capsys: pytest.CaptureFixture[str]) -> None:
     speed = {
-        "data_ms": {"median": 1.0, "p90": 2.0},
-        "compute_ms": {"median": 20.0, "p90": 25.0},
-        "step_ms": {"median": 21.0, "p90": 27.0},
+        "data_ms": {"median": 0.426, "p90": 0.591},
+        "compute_ms": {"median": 30.6, "p90": 54.9},
+        "step_ms": {"median": 31.1, "p90": 55.4},
         "bottleneck": "compute",
         "advice": ["compute-bound on the CPU: a smaller model"],
     }
@@ -487,3 +516,6 @@ def test_speed_advice_is_said_once_per_run(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.count("speed (median / p90)") == 3  # each stage's own figures
     assert err.count("→ compute-bound on the CPU") == 1  # the same advice: once
+    # at 80 columns the figures break between two figures, never inside one
+    assert max(map(len, err.splitlines())) <= 80
+    assert err.count(" · compute 30.6 / 54.9 ms\n  step 31.1 / 55.4 ms\n") == 3

@@ -97,28 +97,37 @@ def param_keys(board: Sequence[Row]) -> list[str]:
 
 
 def table(board: Sequence[Row], spec: StudySpec, title: str) -> Table:
-    t = Table(title=title)
-    for name, justify in (("#", "right"), ("trial", "right"), ("state", "left")):
-        t.add_column(name, justify=justify)
-    t.add_column(f"{spec.metric} (smoothed)", justify="right")
-    t.add_column("steps", justify="right")
+    """The leaderboard for a terminal. Every column is at least as wide as its widest
+    value, so at 80 columns a figure is never cut; a long header (``model.args.width``)
+    folds onto a second line instead."""
     keys = param_keys(board)
-    for key in keys:
-        t.add_column(key, justify="right")
-    t.add_column("gate")
     style = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "red"}
+    rows = []
     for r in board:
         state = r.state + (f" @{r.pruned_at}" if r.pruned_at is not None else "")
-        colour = style.get(r.state, "dim")
-        t.add_row(
-            str(r.rank or ""),
-            str(r.trial),
-            f"[{colour}]{state}[/{colour}]",
-            _fmt(r.value),
-            str(r.steps if r.steps is not None else ""),
-            *(_fmt(r.params.get(k)) for k in keys),
-            r.gate or "",
+        rows.append(
+            [
+                str(r.rank or ""),
+                str(r.trial),
+                (state, style.get(r.state, "dim")),
+                _fmt(r.value),
+                str(r.steps if r.steps is not None else ""),
+                *(_fmt(r.params.get(k)) for k in keys),
+                r.gate or "",
+            ]
         )
+    heads = ["#", "trial", "state", f"{spec.metric} (smoothed)", "steps", *keys, "gate"]
+    t = Table(title=title)
+    for i, head in enumerate(heads):
+        cells = [row[i][0] if isinstance(row[i], tuple) else row[i] for row in rows]
+        t.add_column(
+            head,
+            justify="left" if head in ("state", "gate") else "right",
+            min_width=max((len(c) for c in cells), default=1),
+            overflow="fold",
+        )
+    for row in rows:
+        t.add_row(*(f"[{c[1]}]{c[0]}[/{c[1]}]" if isinstance(c, tuple) else c for c in row))
     return t
 
 

@@ -100,14 +100,16 @@ def render(summary: dict[str, Any], views: list[StageView], notes: list[str], ru
 
 
 def _verdict(summary: dict[str, Any]) -> str:
-    """The conclusion first: the failed stage, its diagnosis and what to try (linked to
+    """The conclusion first: the failed stage, what was seen and what to try (linked to
     its section), or every stage passed and the next thing to try."""
     end = closing(summary)
     if end is None:
         return ""
     if end.passed:
-        lines = "".join(f"<p>{escape(line)}</p>" for line in end.details)
-        return f"<div class='verdict passed'><p><b>✓ {escape(end.headline)}</b></p>{lines}</div>"
+        after = f"<p>{escape(end.next or '')}</p>"
+        if end.command:
+            after += f"<p><code>{escape(end.command)}</code></p>"
+        return f"<div class='verdict passed'><p><b>✓ {escape(end.headline)}</b></p>{after}</div>"
     info = CATALOG.get(end.code or "")
     advice = (
         f"<p><b>Likely causes:</b> {escape(info.causes)}.</p>"
@@ -115,12 +117,12 @@ def _verdict(summary: dict[str, Any]) -> str:
         if info
         else ""
     )
-    more = "".join(f"<p>{escape(line)}</p>" for line in end.details[1 if info else 0 :])
+    also = "".join(f"<p>{escape(line)}</p>" for line in end.also)
     stage = escape(end.stage or "")
     link = f"<p><a href='#stage-{stage}'>the {stage} stage: curves and figures</a></p>"
     return (
         f"<div class='verdict failed'><p><b>✗ {escape(end.headline)}</b></p>"
-        f"{advice}{more}{link}</div>"
+        f"{advice}{also}{link}</div>"
     )
 
 
@@ -251,9 +253,10 @@ def _loss_plot(
     note = None
     if plain and len(val):
         samples = _overfit_samples(plan)
+        plural = "s" if samples != 1 else ""
         note = Note(
-            f"val: a rising val loss is expected here; the model memorises {samples} train "
-            f"sample{'s' if samples != 1 else ''}, nothing that carries over to val",
+            f"a rising val loss is expected: {samples} train sample{plural} memorised, "
+            "nothing carries over",
             VAL,
         )
     title = "loss (train: every batch, val: one batch)"

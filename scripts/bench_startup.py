@@ -11,7 +11,7 @@ preflight's probes, writing the run directory and report). "First line" is when
 
     .venv/bin/python scripts/bench_startup.py              # 5 repeats
     .venv/bin/python scripts/bench_startup.py --repeats 9
-    PYTHONPATH=/path/to/other/checkout/src .venv/bin/python scripts/bench_startup.py
+    .venv/bin/python scripts/bench_startup.py --baseline /path/to/other/checkout/src
 
 Where ``check`` spends its time: ``python -X importtime -m dlsteps check ...`` (imports)
 and ``python -m cProfile -s cumulative -m dlsteps check ...`` (everything).
@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(command: list[str]) -> tuple[float, float | None, int]:
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float | None, int]:
     """Wall seconds of ``command``, seconds until its first stderr line, its exit code."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
     )
     assert proc.stderr is not None
     first = None
@@ -57,6 +57,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/seg.yaml")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="the src/ of another checkout (e.g. before a change): its check is timed too",
+    )
     args = ap.parse_args()
     python = sys.executable
     dlsteps = str(Path(python).with_name("dlsteps"))
@@ -74,21 +79,29 @@ def main() -> None:
                 f"{tmp}/run{next(runs)}",
             ],
         }
+        envs = {name: dict(os.environ) for name in commands}
+        if args.baseline:  # the same commands on the other checkout's code
+            for own in ("dlsteps --help", f"dlsteps check {args.config}"):
+                commands[f"baseline: {own}"] = commands[own]
+                envs[f"baseline: {own}"] = {**os.environ, "PYTHONPATH": str(args.baseline)}
         names = list(commands)
         wall: dict[str, list[float]] = {n: [] for n in names}
         failed: dict[str, int] = {}  # e.g. --version of a checkout that predates it
         first_line: list[float] = []
+        baseline_first: list[float] = []
         for repeat in range(args.repeats):
             for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
                 if name in failed:
                     continue
-                seconds, first, code = timed(commands[name]())
+                seconds, first, code = timed(commands[name](), envs[name])
                 if code != 0:
                     failed[name] = code
                     continue
                 wall[name].append(seconds)
                 if name.startswith("dlsteps check") and first is not None:
                     first_line.append(first)
+                if name.startswith("baseline: dlsteps check") and first is not None:
+                    baseline_first.append(first)
     check, torch = names[3], names[0]
     if check in failed or torch in failed:
         sys.exit(f"exited non-zero: {failed}")
@@ -100,8 +113,12 @@ def main() -> None:
         print(f"| `{name}` | {shown} |")
     if first_line:
         print(f"| `{check}`: its first line | {_span(first_line)} |")
-    diffs = [c - t for c, t in zip(wall[check], wall[torch], strict=True)]
-    print(f"| check - import torch (same repeat) | {_span(diffs)} |")
+    if baseline_first:
+        print(f"| `{names[5]}`: its first line | {_span(baseline_first)} |")
+    for name in (check, *names[5:]):
+        diffs = [c - t for c, t in zip(wall[name], wall[torch], strict=True)]
+        label = name.replace("dlsteps ", "").split(" configs")[0]
+        print(f"| {label} - import torch (same repeat) | {_span(diffs)} |")
 
 
 def _span(values: list[float]) -> str:

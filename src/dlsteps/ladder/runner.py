@@ -98,7 +98,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     digest = config_hash(resolved)
     previous: dict[str, Any] | None = None
     project = Project(loaded, device)
-    if opts.resume is None:  # a config whose data or model does not build leaves no directory
+    if opts.resume is None and stages:  # a config that does not build leaves no directory
         project.check_builds(loaded.plans[stages[0]])
     run = _open_run_dir(loaded, opts)
     project.attach(run)

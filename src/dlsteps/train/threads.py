@@ -3,11 +3,11 @@
 torch's default is one intra-op thread per core. Every op is split across them and waits
 for the slowest, so on a machine where another process holds a core, each op waits for
 a thread the scheduler has parked (and the waiting threads spin, taking CPU from the
-other process too). On the 2-core development machine one pure-Python busy loop made the
-seg ladder to full-data 4.3x slower with 2 threads, and about 2x with one thread while
-other jobs also ran (``scripts/bench_threads.py``; table in ``scripts/README.md``).
-A thread count that leaves cores free degrades gracefully instead: another process then
-takes a free core rather than one of torch's.
+other process too). A thread count that leaves cores free degrades gracefully instead:
+another process then takes a free core rather than one of torch's. On the shared 2-core
+development machine (``scripts/bench_threads.py``, table in ``scripts/README.md``) the
+seg ladder to full-data took 268 s with torch's two threads and 42 s with one while other
+jobs kept over a core busy, and next to one more busy loop 560 s against 93 s.
 
 ``auto`` therefore keeps half of this process's cores free, and the cores the DataLoader
 workers need (each worker computes with one thread, torch's setting in workers): on 2

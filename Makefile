@@ -7,9 +7,14 @@ CONFIG ?= configs/seg.yaml
 
 .PHONY: run test lint format clean browser
 
+# CPU-only torch on a machine without a GPU (no CUDA libraries: a fraction of the download):
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+
 $(BIN)/dlsteps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[dev,timm,hf]'
 	touch $(BIN)/dlsteps
 

@@ -15,7 +15,7 @@ import yaml
 
 from dlsteps.config import load_config
 from dlsteps.config.augmentations import AUGMENTATIONS
-from dlsteps.data.augment import BUILDERS, CONTEXT
+from dlsteps.data.transforms import BUILDERS, CONTEXT
 from dlsteps.judge.schemas import TrainingGate
 from dlsteps.ladder.stages import GENERATIVE_LADDER, STAGES, STANDARD_LADDER
 from dlsteps.tasks import task_class, task_names
@@ -119,7 +119,9 @@ def test_the_config_and_the_transforms_know_the_same_augmentations() -> None:
 _HEAVY = "sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorboard', 'torchvision'})"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["stages"], ["explain", "nan_loss"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["stages"], ["explain", "nan_loss"], ["run", "--help"]]
+)
 def test_the_fast_commands_never_import_torch_or_tensorboard(args: list[str]) -> None:
     code = (
         "import sys\n"

@@ -154,6 +154,7 @@ def test_unknown_keys_and_names_exit_2_with_a_suggestion(
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     _one_message(cli("check", path, "--run-dir", tmp_path / "run"), *expected)
+    assert not (tmp_path / "run").exists()
 
 
 USER_MODULE = """
@@ -194,6 +195,7 @@ def test_module_function_missing_or_raising_exits_2(
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_with(key, name)))
     _one_message(cli("check", path, "--run-dir", tmp_path / "run", cwd=tmp_path), *expected)
+    assert not (tmp_path / "run").exists()  # a config that does not build leaves no directory
 
 
 @pytest.mark.parametrize(

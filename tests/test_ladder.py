@@ -23,6 +23,8 @@ def test_tiny_ladder_passes_and_writes_the_contract_run_dir(cli, write_config, t
     run_dir = tmp_path / "run"
     result = cli("run", write_config(), "--to", "full-data", "--run-dir", run_dir)
     assert result.code == 0, result.err
+    assert "✓ every stage passed: preflight, overfit-one, overfit-few, full-data" in result.err
+    assert f"dlsteps stage augment --run-dir {run_dir}" in result.err  # what to try next
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "passed"
     assert [s["name"] for s in summary["stages"]] == [

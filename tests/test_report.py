@@ -15,8 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from dlsteps.config import build_config
+from dlsteps.judge.diagnoses import hint
 from dlsteps.ladder.runner import RunOptions, run_ladder
 from dlsteps.logbook.curves import read_curves
+from dlsteps.report.closing import closing
 from dlsteps.report.console import Reporter
 from dlsteps.report.html import write_report
 from dlsteps.rundir.run import RunDir
@@ -153,28 +155,40 @@ def test_plain_progress_lines_show_an_eta(capsys: pytest.CaptureFixture[str]) ->
 
 CHECK = """<script nonce="test">
 window.addEventListener("load", () => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+                             width: r.width, height: r.height}; };
+  const texts = (s, sel) => [...s.querySelectorAll(sel)].map(t => t.textContent);
   const plots = [...document.querySelectorAll("svg.plot")].map(s => {
     const marks = [...s.querySelectorAll("polyline, circle")];  // lines, and dots of short ones
-    return {title: s.querySelector("title").textContent, width: s.getBoundingClientRect().width,
-            drawn: marks.filter(m => m.getBBox().width > 0).length};
+    return {title: s.querySelector("title").textContent, width: box(s).width, box: box(s),
+            drawn: marks.filter(m => m.getBBox().width > 0).length,
+            yticks: texts(s, ".ytick"), xticks: texts(s, ".xtick"),
+            notes: [...s.querySelectorAll(".pnote")].map(n => ({text: n.textContent, box: box(n)})),
+            xtickBoxes: [...s.querySelectorAll(".xtick")].map(box)};
   });
+  const first = sel => { const e = document.querySelector(sel); return e ? box(e) : null; };
   const images = [...document.querySelectorAll("img")].map(i => i.complete && i.naturalWidth);
-  document.body.setAttribute("data-check", JSON.stringify({plots, images}));
+  const figures = [...document.querySelectorAll(".figure")].map(box);
+  const pruner = [...document.querySelectorAll("svg.pruner")].map(s => ({
+    box: box(s), labels: [...s.querySelectorAll(".xlabel, .ylabel")].map(
+      t => ({text: t.textContent, box: box(t)})),
+    yticks: texts(s, ".ytick"), xticks: texts(s, ".xtick")}));
+  const links = [...document.querySelectorAll("td a[href]")].map(a => a.getAttribute("href"));
+  document.body.setAttribute("data-check", JSON.stringify({
+    plots, images, figures, pruner, links, verdict: first(".verdict"), table: first("table"),
+    section: first("section")}));
 });
 </script></body>"""
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
+NEEDS_CHROMIUM = pytest.mark.skipif(
     CHROMIUM is None,
     reason="Chromium not installed (apt-get install chromium; .ci/run installs it in CI)",
 )
-def test_report_renders_in_headless_chromium_without_console_errors(
-    run_dir: Path, tmp_path: Path
-) -> None:
-    html = (write_report(RunDir(run_dir))[1]).read_text()  # this test's own report, not another's
-    # the page plus a measuring script, allowed by nonce; the page's own policy stays on
-    page = tmp_path / "check.html"
+
+
+def _in_chromium(html: str, page: Path) -> dict:
+    """``html`` loaded in headless Chromium with the measuring script (allowed by nonce; the
+    page's own policy stays on); what the script measured. No console errors allowed."""
     page.write_text(
         html.replace("default-src 'none';", "default-src 'none'; script-src 'nonce-test';").replace(
             "</body>", CHECK
@@ -188,7 +202,7 @@ def test_report_renders_in_headless_chromium_without_console_errors(
             "--disable-gpu",
             "--disable-background-networking",
             "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={page.parent / 'profile'}",
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=5000",
@@ -204,7 +218,16 @@ def test_report_renders_in_headless_chromium_without_console_errors(
     assert console == [], console
     found = re.search(r'data-check="([^"]*)"', proc.stdout)
     assert found, f"page did not load: {proc.stderr[-2000:]}"
-    check = json.loads(found.group(1).replace("&quot;", '"'))
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+@pytest.mark.slow
+@NEEDS_CHROMIUM
+def test_report_renders_in_headless_chromium_without_console_errors(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    html = (write_report(RunDir(run_dir))[1]).read_text()  # this test's own report, not another's
+    check = _in_chromium(html, tmp_path / "check.html")
     assert len(check["plots"]) == html.count('<svg class="plot"')
     for plot in check["plots"]:
         assert plot["width"] > 100
@@ -213,3 +236,291 @@ def test_report_renders_in_headless_chromium_without_console_errors(
     # highest-loss val samples too
     assert len(check["images"]) == 2 * len(TRAINED) + 1
     assert all(w > 0 for w in check["images"])
+
+
+def _inside(inner: dict, outer: dict) -> bool:
+    return (
+        inner["width"] > 0
+        and inner["left"] >= outer["left"] - 0.5
+        and inner["right"] <= outer["right"] + 0.5
+        and inner["top"] >= outer["top"] - 0.5
+        and inner["bottom"] <= outer["bottom"] + 0.5
+    )
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return not (
+        a["right"] <= b["left"]
+        or b["right"] <= a["left"]
+        or a["bottom"] <= b["top"]
+        or b["bottom"] <= a["top"]
+    )
+
+
+@NEEDS_CHROMIUM
+def test_a_newcomer_sees_the_failure_first_figures_notes_and_distinct_ticks(
+    tmp_path: Path,
+) -> None:
+    html = write_report(RunDir(synthetic_run(tmp_path, failing=True)))[1].read_text()
+    check = _in_chromium(html, tmp_path / "check.html")
+    verdict = check["verdict"]
+    assert verdict is not None and verdict["height"] > 20
+    assert (
+        verdict["bottom"] <= check["table"]["top"] and verdict["bottom"] <= check["section"]["top"]
+    )
+    assert verdict["top"] < 200  # on the first screen, under the title
+    assert check["figures"] and all(f["width"] > 100 and f["height"] > 20 for f in check["figures"])
+    for plot in check["plots"]:
+        assert len(plot["yticks"]) == len(set(plot["yticks"])), plot["yticks"]
+        ticks = [t for t in plot["xticks"] if t != "step"]
+        assert len(ticks) == len(set(ticks)), ticks
+    notes = [(p, n) for p in check["plots"] for n in p["notes"]]
+    assert [n["text"][:30] for _, n in notes] == ["a rising val loss is expected:"] * 2
+    for plot, note in notes:
+        assert _inside(note["box"], plot["box"]), (note, plot["box"])
+        assert not any(_overlap(note["box"], tick) for tick in plot["xtickBoxes"])
+
+
+@NEEDS_CHROMIUM
+def test_ablate_html_labels_its_axes_and_links_every_trial(tmp_path: Path) -> None:
+    from dlsteps.ablate import results
+    from dlsteps.ablate.study import StudySpec
+
+    directory = tmp_path / "ablation"
+    board = []
+    for n in range(3):
+        trial = directory / "trials" / f"{n:03d}"
+        trial.mkdir(parents=True)
+        (trial / "report.html").write_text("<!doctype html><title>trial</title>")
+        curve = {s: 1.0 - 0.1 * n - 0.001 * s for s in (18, 54, 160) if n or s < 60}
+        state = "pruned" if n == 0 else "complete"
+        board.append(
+            results.Row(
+                None,
+                n,
+                state,
+                min(curve.values()),
+                max(curve),
+                None,
+                "passed",
+                {"optim.lr": 10.0**-n},
+                str(trial),
+                "",
+                curve,
+            )
+        )
+    spec = StudySpec(
+        {},
+        None,
+        "full-data",
+        "val/loss",
+        False,
+        5,
+        {"optim.lr": [1, 0.1, 0.01]},
+        {},
+        "tpe",
+        3,
+        {"name": "successive_halving"},
+        0,
+        str(directory),
+    )
+    results.write_files(directory, board, spec, "study")
+    check = _in_chromium((directory / results.HTML).read_text(), directory / "check.html")
+    (pruner,) = check["pruner"]
+    assert sorted(label["text"] for label in pruner["labels"]) == [
+        "best smoothed val/loss",
+        "optimizer step",
+    ]
+    assert all(_inside(label["box"], pruner["box"]) for label in pruner["labels"])
+    assert len(pruner["yticks"]) >= 2 and len(set(pruner["yticks"])) == len(pruner["yticks"])
+    assert len(check["links"]) == 3
+    for href in check["links"]:
+        assert (directory / href).resolve().is_file(), href
+
+
+# --- what a newcomer reads: a synthetic run, curves written by hand ---------------------
+
+
+def _write_stage(run: Path, name: str, curves: dict[str, list[tuple[int, float]]]) -> None:
+    stage = run / name
+    stage.mkdir(parents=True)
+    rows = [
+        json.dumps({"step": step, "tag": tag, "value": value, "time": 0.0})
+        for tag, points in curves.items()
+        for step, value in points
+    ]
+    (stage / "scalars.jsonl").write_text("\n".join(rows) + "\n")
+
+
+def _timings(steps: int) -> dict[str, list[tuple[int, float]]]:
+    return {
+        "time/data": [(s, 0.001) for s in range(1, steps + 1)],
+        "time/compute": [(s, 0.02 + 0.001 * (s % 3)) for s in range(1, steps + 1)],
+    }
+
+
+def synthetic_run(root: Path, failing: bool) -> Path:
+    """A run that climbed to overfit-few: overfit-one memorised its sample (val rising),
+    overfit-few stalled (``failing``) or passed. The miou was measured once per stage (the
+    default ``metrics.every: 0``) and host memory crept up by a fraction of a MB."""
+    run = root / ("failed" if failing else "passed")
+    run.mkdir(parents=True)
+    config = json.loads(json.dumps(TINY_SEG))
+    config["stages"] = {"overfit-one": {"steps": 60}, "overfit-few": {"samples": 4, "steps": 60}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    one = {
+        "train/loss": [(s, 1.2 * 0.88**s) for s in range(1, 61)],
+        "val/loss": [(s, 1.0 + s / 60) for s in range(1, 61)],
+        "metrics/miou": [(60, 0.21)],
+        "mem/host_peak_mb": [(25, 839.05), (50, 839.12), (60, 839.2)],
+        **_timings(60),
+    }
+    few_loss = [(s, 0.9 + 0.01 * (s % 2)) for s in range(1, 61)] if failing else one["train/loss"]
+    few = {
+        "train/loss": few_loss,
+        "val/loss": [(s, 1.1) for s in range(1, 61)],
+        "metrics/miou": [(60, 0.25)],
+        **_timings(60),
+    }
+    _write_stage(run, "overfit-one", one)
+    _write_stage(run, "overfit-few", few)
+    (run / "preflight").mkdir()
+    stages = [
+        {"name": "preflight", "status": "passed", "diagnoses": [], "figures": {}},
+        {"name": "overfit-one", "status": "passed", "seconds": 2.0, "diagnoses": []},
+        {"name": "overfit-few", "status": "failed" if failing else "passed", "seconds": 3.0},
+    ]
+    summary = {
+        "status": "failed" if failing else "passed",
+        "run_dir": str(run),
+        "name": "tiny",
+        "selected": ["preflight", "overfit-one", "overfit-few"],
+        "stages": stages,
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def _svgs(html: str) -> list[str]:
+    return re.findall(r'<svg class="plot".*?</svg>', html, re.DOTALL)
+
+
+def test_the_report_opens_with_the_failed_stage_and_its_advice(tmp_path: Path) -> None:
+    summary, page, _ = write_report(RunDir(synthetic_run(tmp_path, failing=True)))
+    html = page.read_text()
+    assert summary["stages"][2]["status"] == "failed"
+    verdict = html.index("class='verdict failed'")
+    assert verdict < html.index("<table") and verdict < html.index("<section")
+    top = html[verdict : html.index("</div>", verdict)]
+    code = next(d["code"] for d in summary["stages"][2]["diagnoses"] if d["severity"] == "fail")
+    assert f"overfit-few failed: {code}" in top
+    assert "First thing to try:" in top and "href='#stage-overfit-few'" in top
+
+
+def test_the_report_of_a_clean_climb_says_so_and_what_comes_next(tmp_path: Path) -> None:
+    html = write_report(RunDir(synthetic_run(tmp_path, failing=False)))[1].read_text()
+    verdict = html.index("class='verdict passed'")
+    top = html[verdict : html.index("</div>", verdict)]
+    assert "every stage passed: preflight, overfit-one, overfit-few" in top
+    assert "next: the full-data stage (the whole train set;" in top
+    assert f"<code>dlsteps stage full-data --run-dir {tmp_path / 'passed'}</code>" in top
+
+
+def test_a_metric_measured_once_is_a_figure_and_ticks_are_distinct(tmp_path: Path) -> None:
+    html = write_report(RunDir(synthetic_run(tmp_path, failing=True)))[1].read_text()
+    section = html[html.index("id='stage-overfit-one'") : html.index("id='stage-overfit-few'")]
+    assert "<div class='figure'><h3>val metrics (full val set)</h3>" in section
+    assert "<th>miou</th><td class='value'>0.21</td><td>at step 60</td>" in section
+    assert not any("<title>val metrics" in svg for svg in _svgs(section))
+    for svg in _svgs(html):
+        for kind in ("ytick", "xtick"):
+            labels = re.findall(rf'class="{kind}">([^<]+)</text>', svg)
+            ticks = [t for t in labels if t != "step"]
+            assert len(ticks) == len(set(ticks)), (kind, ticks)
+    memory = next(svg for svg in _svgs(section) if "<title>mem</title>" in svg)
+    assert {"839.1", "839.15"} <= set(re.findall(r'class="ytick">([^<]+)<', memory))
+
+
+def test_the_overfit_loss_chart_says_a_rising_val_loss_is_expected(tmp_path: Path) -> None:
+    html = write_report(RunDir(synthetic_run(tmp_path, failing=True)))[1].read_text()
+    one = html[html.index("id='stage-overfit-one'") : html.index("id='stage-overfit-few'")]
+    loss = next(svg for svg in _svgs(one) if "<title>loss" in svg)
+    assert "a rising val loss is expected: 1 train sample memorised," in loss
+    few = html[html.index("id='stage-overfit-few'") :]
+    assert "4 train samples memorised" in next(s for s in _svgs(few) if "<title>loss" in s)
+
+
+def test_the_console_says_a_clean_climb_passed_and_names_the_next_step(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    entries = [{"name": n, "status": "passed", "seconds": 1.0} for n in TRAINED]
+    Reporter().table({"run_dir": "runs/x", "stages": entries})
+    err = capsys.readouterr().err
+    table_end = err.index("└")
+    assert err.index("✓ every stage passed: overfit-one, overfit-few, full-data") > table_end
+    assert "next: the augment stage (class weights and train-only augmentation)" in err
+    assert "\n    dlsteps stage augment --run-dir runs/x\n" in err
+
+
+def test_the_console_puts_a_failure_and_its_advice_before_the_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tip = hint("input_ignored")  # how every diagnosis message ends
+    failed = {
+        "name": "overfit-few",
+        "status": "failed",
+        "diagnoses": [
+            {"code": "input_ignored", "severity": "fail", "step": 40, "message": f"seen. {tip}"},
+            {"code": "fancy_features", "severity": "warn", "step": None, "message": "w"},
+        ],
+    }
+    Reporter().table(
+        {"run_dir": "runs/x", "stages": [{"name": "preflight", "status": "passed"}, failed]}
+    )
+    err = capsys.readouterr().err
+    head = err.index("✗ overfit-few failed: input_ignored at step 40: seen.\n")
+    assert err.count("feed two different inputs") == 1  # the advice, said once
+    advice = err.index("  try: feed two different inputs")
+    assert head < advice < err.index("more: dlsteps explain input_ignored") < err.index("┏")
+    assert "every stage passed" not in err
+
+
+@pytest.mark.parametrize(
+    ("statuses", "next_words", "command"),
+    [
+        ({"preflight": "passed"}, "the overfit-one stage", "dlsteps stage overfit-one --run-dir R"),
+        (
+            {"augment": "passed", "scale-up": "skipped"},
+            "set stages.scale-up (a bigger model",
+            "dlsteps stage scale-up --run-dir R",
+        ),
+        ({"scale-up": "passed"}, "the whole ladder is climbed", "dlsteps ablate c.yaml --grid"),
+    ],
+)
+def test_the_next_thing_to_try_follows_the_ladder(
+    statuses: dict[str, str], next_words: str, command: str
+) -> None:
+    stages = [{"name": n, "status": s} for n, s in statuses.items()]
+    end = closing({"run_dir": "R", "config": "c.yaml", "stages": stages})
+    assert end is not None and end.passed
+    assert next_words in (end.next or "") and (end.command or "").startswith(command)
+    assert closing({"stages": [{"name": "full-data", "status": "interrupted"}]}) is None
+
+
+def test_speed_advice_is_said_once_per_run(capsys: pytest.CaptureFixture[str]) -> None:
+    speed = {
+        "data_ms": {"median": 0.426, "p90": 0.591},
+        "compute_ms": {"median": 30.6, "p90": 54.9},
+        "step_ms": {"median": 31.1, "p90": 55.4},
+        "bottleneck": "compute",
+        "advice": ["compute-bound on the CPU: a smaller model"],
+    }
+    reporter = Reporter()
+    for name in TRAINED:
+        reporter.stage_finished({"name": name, "status": "passed", "figures": {"speed": speed}})
+    err = capsys.readouterr().err
+    assert err.count("speed (median / p90)") == 3  # each stage's own figures
+    assert err.count("→ compute-bound on the CPU") == 1  # the same advice: once
+    # at 80 columns the figures break between two figures, never inside one
+    assert max(map(len, err.splitlines())) <= 80
+    assert err.count(" · compute 30.6 / 54.9 ms\n  step 31.1 / 55.4 ms\n") == 3

@@ -18,29 +18,58 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
+from dlsteps import __version__
 from dlsteps.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, did_you_mean
 from dlsteps.train.world import ERROR_GRACE_SECONDS, is_main, world
 
 if TYPE_CHECKING:
-    from dlsteps.ladder.runner import RunOptions
+    from click import Context, Parameter
+
+
+def _no_flag_types(params: list[Parameter]) -> list[Parameter]:
+    """A flag takes no value, so ``--help`` shows no ``<bool>`` beside it."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _no_flag_types(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _no_flag_types(super().get_params(ctx))
+
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     help="Walk a deep-learning project up a ladder of gated stages.",
     pretty_exceptions_enable=False,
 )
+command = app.command(cls=_Command)
 err = Console(stderr=True)
 _state = {"debug": False}
 
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="dotted KEY=VALUE override, e.g. optim.lr=3e-4")
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="dotted override, e.g. optim.lr=3e-4 (repeatable)"
+    ),
 ]
 RunDirOpt = Annotated[
-    Path | None, typer.Option("--run-dir", help="run directory (default: runs/<name>-<time>)")
+    Path | None,
+    typer.Option("--run-dir", metavar="DIR", help="run directory (default: runs/<name>-<time>)"),
 ]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N")
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="print the summary as JSON on stdout, no progress")
 ]
@@ -48,29 +77,39 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress displ
 KeepOpt = Annotated[bool, typer.Option("--keep-going", help="run later stages after a failed gate")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"dlsteps {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for user errors")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="show tracebacks for user errors (also after the command)"),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
 
 
-def _options(**kwargs: object) -> RunOptions:
-    from dlsteps.ladder.runner import RunOptions
-
-    return RunOptions(**kwargs)  # type: ignore[arg-type]
-
-
-def _execute(config: Path | None, sets: list[str] | None, opts: RunOptions, as_json: bool) -> None:
+def _execute(config: Path | None, sets: list[str] | None, as_json: bool, **options: Any) -> None:
+    """Load the config, say what is about to happen, then import the heavy machinery."""
     from dlsteps.config import load_config
 
     loaded = load_config(config, sets or [])
-    opts.quiet = opts.quiet or as_json
-    from dlsteps.ladder.runner import run_ladder
+    options["quiet"] = options.get("quiet", False) or as_json
+    if not options["quiet"] and is_main():
+        err.print(f"dlsteps: {_plan(loaded, options)} (starting torch …)", highlight=False)
+    from dlsteps.ladder.runner import RunOptions, run_ladder
     from dlsteps.train import distributed
 
     try:
-        summary, code = run_ladder(loaded, opts)
+        summary, code = run_ladder(loaded, RunOptions(**options))
     finally:
         distributed.shutdown()  # leave the DDP process group (a no-op in one process)
     if as_json and is_main():
@@ -80,14 +119,42 @@ def _execute(config: Path | None, sets: list[str] | None, opts: RunOptions, as_j
     raise typer.Exit(code if is_main() else 0)
 
 
-@app.command()
+def _plan(loaded: Any, options: dict[str, Any]) -> str:
+    """``seg from configs/seg.yaml: preflight to full-data``: the run in one line."""
+    source = loaded.source or "the built-in default config"
+    if options.get("only"):
+        what = ", ".join(options["only"])
+    elif options.get("resume") is not None:
+        what = f"resuming {options['resume']}"
+    else:
+        what = (
+            f"{options.get('from_stage') or 'preflight'} to {options.get('to_stage') or 'the top'}"
+        )
+    return f"{loaded.name} from {source}: {what}"
+
+
+def _stage_name(name: str | None, option: str) -> None:
+    """A misspelt stage fails at once, naming what the user typed it into."""
+    if name is not None:
+        from dlsteps.ladder.stages import canonical_stage
+
+        canonical_stage(name, option)
+
+
+@command
 def run(
     config: Annotated[
         Path | None,
-        typer.Argument(help="YAML config, e.g. configs/seg.yaml; with --resume: optional"),
+        typer.Argument(
+            metavar="CONFIG", help="YAML config, e.g. configs/seg.yaml; with --resume: optional"
+        ),
     ] = None,
-    from_stage: Annotated[str | None, typer.Option("--from", help="first stage to run")] = None,
-    to_stage: Annotated[str | None, typer.Option("--to", help="last stage to run")] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", metavar="STAGE", help="first stage to run")
+    ] = None,
+    to_stage: Annotated[
+        str | None, typer.Option("--to", metavar="STAGE", help="last stage to run")
+    ] = None,
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
@@ -96,6 +163,7 @@ def run(
         Path | None,
         typer.Option(
             "--resume",
+            metavar="DIR",
             help="continue the run in DIR: finished stages are kept, an interrupted or "
             "crashed one continues after its last checkpoint",
         ),
@@ -105,6 +173,7 @@ def run(
         typer.Option(
             "--nproc",
             min=1,
+            metavar="N",
             help="processes on this machine, one per GPU (DDP via torch.distributed.run); "
             "several machines: torchrun --nnodes ... -m dlsteps run (see README)",
         ),
@@ -113,6 +182,8 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Climb the ladder from preflight (or --from) to the top (or --to)."""
+    _stage_name(from_stage, "--from")
+    _stage_name(to_stage, "--to")
     if nproc > 1:
         if world().size > 1:
             raise UserError("--nproc: this process was already launched by torchrun; drop it")
@@ -123,7 +194,10 @@ def run(
         if resume is None:
             raise UserError("missing CONFIG: dlsteps run CONFIG, or dlsteps run --resume RUN_DIR")
         config = _run_dir(resume).config_yaml  # the run's own resolved config
-    opts = _options(
+    _execute(
+        config,
+        set_,
+        as_json,
         from_stage=from_stage,
         to_stage=to_stage,
         run_dir=run_dir,
@@ -132,14 +206,16 @@ def run(
         quiet=quiet,
         resume=resume,
     )
-    _execute(config, set_, opts, as_json)
 
 
-@app.command()
+@command
 def stage(
-    name: Annotated[str, typer.Argument(help="stage name or alias (overfit-1, overfit-10)")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="stage name or alias (overfit-1, overfit-10)")
+    ],
     config: Annotated[
-        Path | None, typer.Option("-c", "--config", help="YAML config; default: built-in")
+        Path | None,
+        typer.Option("-c", "--config", metavar="CONFIG", help="YAML config; default: built-in"),
     ] = None,
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
@@ -147,19 +223,21 @@ def stage(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run one stage alone: in a new run, or added to an existing run with --run-dir RUN
-    (its config and checkpoints; how a stage with init_from finds its start)."""
+    """Run one stage alone, in a new run or added to an existing one.
+
+    With --run-dir RUN of an existing run, the stage joins it: its config and checkpoints
+    (how a stage with init_from finds its start)."""
+    _stage_name(name, "dlsteps stage NAME")
+    opts: dict[str, Any] = {"only": [name], "device": device, "quiet": quiet}
     if run_dir is not None and _run_dir(run_dir).is_run():
-        opts = _options(only=[name], resume=run_dir, device=device, quiet=quiet)
-        _execute(config or _run_dir(run_dir).config_yaml, set_, opts, as_json)
+        _execute(config or _run_dir(run_dir).config_yaml, set_, as_json, resume=run_dir, **opts)
     else:
-        opts = _options(only=[name], run_dir=run_dir, device=device, quiet=quiet)
-        _execute(config, set_, opts, as_json)
+        _execute(config, set_, as_json, run_dir=run_dir, **opts)
 
 
-@app.command()
+@command
 def check(
-    config: Annotated[Path, typer.Argument(help="YAML config")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config")],
     set_: SetOpt = None,
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
@@ -167,11 +245,10 @@ def check(
     quiet: QuietOpt = False,
 ) -> None:
     """Preflight only: data, model and loss checked without training."""
-    opts = _options(only=["preflight"], run_dir=run_dir, device=device, quiet=quiet)
-    _execute(config, set_, opts, as_json)
+    _execute(config, set_, as_json, only=["preflight"], run_dir=run_dir, device=device, quiet=quiet)
 
 
-@app.command()
+@command
 def stages() -> None:
     """The ladder and what each gate checks."""
     from dlsteps.ladder.stages import GENERATIVE_LADDER, STANDARD_LADDER
@@ -193,42 +270,51 @@ def stages() -> None:
     Console().print(f"* task: generative replaces {names} by adversarial.")
 
 
-@app.command("explain")
+@app.command("explain", cls=_Command)
 def explain_cmd(
-    code: Annotated[str, typer.Argument(help="a diagnosis code, e.g. input_ignored")],
+    code: Annotated[
+        str, typer.Argument(metavar="CODE", help="a diagnosis code, e.g. input_ignored")
+    ],
 ) -> None:
     """The long form of a diagnosis: what it means, likely causes, what to try first."""
     from dlsteps.judge.diagnoses import CATALOG, explain
 
-    if code not in CATALOG:
+    key = code.strip().lower().replace("-", "_")  # as printed, or as typed from memory
+    if key not in CATALOG:
         raise UserError(
-            f"unknown diagnosis code '{code}'.{did_you_mean(code, CATALOG)} "
+            f"unknown diagnosis code '{code}'.{did_you_mean(key, CATALOG)} "
             f"Codes: {', '.join(CATALOG)}"
         )
-    Console().print(explain(code))
+    Console().print(explain(key))
 
 
-@app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+@command
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory")],
+) -> None:
     """Re-judge a run from its logbook: verdict table here, plots in RUN_DIR/report.html."""
-    from dlsteps.report.console import verdict_table
+    from dlsteps.report.console import print_verdict
     from dlsteps.report.html import write_report
 
     summary, html, notes = write_report(_run_dir(run_dir))
     console = Console()
-    console.print(verdict_table(summary))
+    print_verdict(console, summary)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]", highlight=False, soft_wrap=True)
     console.print(f"report: {html}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@command
 def profile(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/seg.yaml")],
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="YAML config, e.g. configs/seg.yaml")
+    ],
     stage_name: Annotated[
-        str, typer.Option("--stage", help="training stage to profile")
+        str, typer.Option("--stage", metavar="STAGE", help="training stage to profile")
     ] = "full-data",
-    steps: Annotated[int, typer.Option("--steps", min=1, help="optimizer steps to run")] = 50,
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, metavar="N", help="optimizer steps to run")
+    ] = 50,
     trace: Annotated[
         bool, typer.Option("--trace", help="also write a torch.profiler trace for TensorBoard")
     ] = False,
@@ -236,8 +322,10 @@ def profile(
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
 ) -> None:
-    """A short run of one stage that prints its speed report: data wait, compute, step
-    time, throughput, peak memory and the bottleneck, with advice."""
+    """A short run of one stage that prints its speed report.
+
+    The report: data wait, compute, step time, throughput, peak memory and the
+    bottleneck, with advice."""
     from dlsteps.judge.speed import format_speed
     from dlsteps.tools.profile import profile as profile_stage
 
@@ -259,7 +347,7 @@ def profile(
     raise typer.Exit(EXIT_INTERRUPTED if result.interrupted else 0)
 
 
-@app.command("lr-find")
+@app.command("lr-find", cls=_Command)
 def lr_find_cmd(
     config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/seg.yaml")],
     on: Annotated[
@@ -283,9 +371,11 @@ def lr_find_cmd(
     console.print(f"curve: {result.run_dir / 'report.html'}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@command
 def init(
-    directory: Annotated[Path, typer.Argument(help="project directory (created if missing)")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="project directory (created if missing)")
+    ],
     task: Annotated[
         str, typer.Option("--task", help="classification | segmentation | regression | multilabel")
     ] = "classification",
@@ -305,17 +395,25 @@ def init(
     console.print(f"next: cd {directory} && dlsteps run dlsteps.yaml", soft_wrap=True)
 
 
-@app.command()
+@command
 def ablate(
     config: Annotated[
-        Path | None, typer.Argument(help="YAML config; not needed with --join or --resume")
+        Path | None,
+        typer.Argument(metavar="CONFIG", help="YAML config; not needed with --join or --resume"),
     ] = None,
     grid: Annotated[
         list[str] | None,
-        typer.Option("--grid", help="KEY=V1,V2,... one axis of the grid, e.g. optim.lr=1e-2,1e-3"),
+        typer.Option(
+            "--grid",
+            metavar="KEY=V1,V2",
+            help="one axis of the grid, e.g. optim.lr=1e-2,1e-3 (repeatable)",
+        ),
     ] = None,
     stage_name: Annotated[
-        str | None, typer.Option("--stage", help="stage every trial runs (default: full-data)")
+        str | None,
+        typer.Option(
+            "--stage", metavar="STAGE", help="stage every trial runs (default: full-data)"
+        ),
     ] = None,
     set_: SetOpt = None,
     parallel: Annotated[
@@ -323,6 +421,7 @@ def ablate(
         typer.Option(
             "--parallel",
             min=0,
+            metavar="N",
             help="worker processes on this machine; 0: only create the study (workers --join)",
         ),
     ] = None,
@@ -331,36 +430,52 @@ def ablate(
     ] = False,
     pruner: Annotated[
         str | None,
-        typer.Option("--pruner", help="successive_halving | hyperband | median | none"),
+        typer.Option(
+            "--pruner", metavar="NAME", help="successive_halving | hyperband | median | none"
+        ),
     ] = None,
     trials: Annotated[
-        int | None, typer.Option("--trials", min=1, help="search: number of trials")
+        int | None, typer.Option("--trials", min=1, metavar="N", help="search: number of trials")
     ] = None,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="ablation directory (default: runs/<name>-ablate-<time>)"),
+        typer.Option(
+            "--run-dir",
+            "--dir",
+            metavar="DIR",
+            help="ablation directory (default: runs/<name>-ablate-<time>)",
+        ),
     ] = None,
     storage: Annotated[
         str | None,
         typer.Option(
             "--storage",
+            metavar="URL",
             help="shared study storage: an Optuna database URL (postgresql://...) or a journal "
             "file path; default: a journal file in the ablation directory",
         ),
     ] = None,
     study: Annotated[
-        str | None, typer.Option("--study", help="name of the new study (default: the dir name)")
+        str | None,
+        typer.Option(
+            "--study", metavar="NAME", help="name of the new study (default: the dir name)"
+        ),
     ] = None,
     join: Annotated[
-        str | None, typer.Option("--join", help="run trials of an existing STUDY in --storage")
+        str | None,
+        typer.Option(
+            "--join", metavar="STUDY", help="run trials of an existing STUDY in --storage"
+        ),
     ] = None,
     resume: Annotated[
-        Path | None, typer.Option("--resume", help="continue the interrupted ablation in DIR")
+        Path | None,
+        typer.Option("--resume", metavar="DIR", help="continue the interrupted ablation in DIR"),
     ] = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Many variants at once (a grid or a search), the unpromising ones pruned early."""
+    _stage_name(stage_name, "--stage")
     # imported here: Optuna is only needed by this command; the others start faster without
     from dlsteps.ablate import AblateRequest, run_ablation
 
@@ -408,10 +523,18 @@ def _without_nproc(args: list[str]) -> list[str]:
     return out
 
 
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is the root's option; written after the command it means the same."""
+    if "--debug" not in args:
+        return args
+    return ["--debug", *(arg for arg in args if arg != "--debug")]
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line and exit 2."""
     try:
-        code = app(standalone_mode=False)  # click returns the exit code instead of raising
+        # click returns the exit code instead of raising
+        code = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

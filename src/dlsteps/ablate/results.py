@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from dlsteps.ablate.study import StudySpec
+from dlsteps.report.svgplot import nice_ticks, tick_labels
 from dlsteps.rundir.atomic import write_text
 
 LEADERBOARD = "leaderboard.csv"
@@ -95,34 +97,43 @@ def param_keys(board: Sequence[Row]) -> list[str]:
 
 
 def table(board: Sequence[Row], spec: StudySpec, title: str) -> Table:
-    t = Table(title=title)
-    for name, justify in (("#", "right"), ("trial", "right"), ("state", "left")):
-        t.add_column(name, justify=justify)
-    t.add_column(f"{spec.metric} (smoothed)", justify="right")
-    t.add_column("steps", justify="right")
+    """The leaderboard for a terminal. Every column is at least as wide as its widest
+    value, so at 80 columns a figure is never cut; a long header (``model.args.width``)
+    folds onto a second line instead."""
     keys = param_keys(board)
-    for key in keys:
-        t.add_column(key, justify="right")
-    t.add_column("gate")
     style = {"complete": "green", "pruned": "yellow", "failed": "red", "interrupted": "red"}
+    rows = []
     for r in board:
         state = r.state + (f" @{r.pruned_at}" if r.pruned_at is not None else "")
-        colour = style.get(r.state, "dim")
-        t.add_row(
-            str(r.rank or ""),
-            str(r.trial),
-            f"[{colour}]{state}[/{colour}]",
-            _fmt(r.value),
-            str(r.steps if r.steps is not None else ""),
-            *(_fmt(r.params.get(k)) for k in keys),
-            r.gate or "",
+        rows.append(
+            [
+                str(r.rank or ""),
+                str(r.trial),
+                (state, style.get(r.state, "dim")),
+                _fmt(r.value),
+                str(r.steps if r.steps is not None else ""),
+                *(_fmt(r.params.get(k)) for k in keys),
+                r.gate or "",
+            ]
         )
+    heads = ["#", "trial", "state", f"{spec.metric} (smoothed)", "steps", *keys, "gate"]
+    t = Table(title=title)
+    for i, head in enumerate(heads):
+        cells = [row[i][0] if isinstance(row[i], tuple) else row[i] for row in rows]
+        t.add_column(
+            head,
+            justify="left" if head in ("state", "gate") else "right",
+            min_width=max((len(c) for c in cells), default=1),
+            overflow="fold",
+        )
+    for row in rows:
+        t.add_row(*(f"[{c[1]}]{c[0]}[/{c[1]}]" if isinstance(c, tuple) else c for c in row))
     return t
 
 
 def write_files(directory: Path, board: Sequence[Row], spec: StudySpec, name: str) -> None:
     write_text(directory / LEADERBOARD, _csv(board))
-    write_text(directory / HTML, _html(board, spec, name))
+    write_text(directory / HTML, _html(board, spec, name, directory))
 
 
 def _csv(board: Sequence[Row]) -> str:
@@ -141,7 +152,7 @@ def _csv(board: Sequence[Row]) -> str:
     return buf.getvalue()
 
 
-def _html(board: Sequence[Row], spec: StudySpec, name: str) -> str:
+def _html(board: Sequence[Row], spec: StudySpec, name: str, directory: Path) -> str:
     keys = param_keys(board)
     names = ("#", "trial", "state", f"{spec.metric} (smoothed)", "steps", *keys, "gate")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in (*names, "run directory", "note"))
@@ -156,7 +167,7 @@ def _html(board: Sequence[Row], spec: StudySpec, name: str) -> str:
             str(r.steps or 0),
             *(html.escape(_fmt(r.params.get(k))) for k in keys),
             html.escape(r.gate or ""),
-            html.escape(r.run_dir or ""),
+            _link(r.run_dir, directory),
             html.escape(r.note),
         ]
         body.append(f'<tr class="{r.state}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -181,7 +192,7 @@ th {{ border-bottom: 1px solid #888; }}
 <h2>what the pruner saw</h2>
 <p>best smoothed {html.escape(spec.metric)} so far, at every rung check; a curve that
 stops early is a pruned trial.</p>
-{_svg(board)}
+{_svg(board, spec.metric)}
 <h2>leaderboard</h2>
 <table><tr>{head}</tr>
 {chr(10).join(body)}
@@ -189,7 +200,25 @@ stops early is a pruned trial.</p>
 """
 
 
-def _svg(board: Sequence[Row], width: int = 640, height: int = 320) -> str:
+def _link(run_dir: str | None, directory: Path) -> str:
+    """The trial's run directory as a link to its report (relative to ``ablate.html``, so
+    the ablation directory can be moved or copied whole)."""
+    if not run_dir:
+        return ""
+    target = Path(run_dir)
+    page = target / "report.html"
+    try:
+        href = os.path.relpath(page if page.exists() else target, directory)
+    except ValueError:  # another drive (Windows): an absolute link
+        href = (page if page.exists() else target).resolve().as_uri()
+    return f'<a href="{html.escape(Path(href).as_posix())}">{html.escape(run_dir)}</a>'
+
+
+# margins of the pruner's chart: room for the y tick labels and both axis titles
+LEFT, RIGHT, TOP, BOTTOM = 74, 12, 12, 44
+
+
+def _svg(board: Sequence[Row], metric: str, width: int = 640, height: int = 320) -> str:
     curves = [(r, sorted(r.curve.items())) for r in board if r.curve]
     if not curves:
         return "<p>(no values reported yet)</p>"
@@ -197,11 +226,15 @@ def _svg(board: Sequence[Row], width: int = 640, height: int = 320) -> str:
     values = [v for _, c in curves for _, v in c]
     x0, x1 = 0, max(steps) or 1
     y0, y1 = min(values), max(values)
-    span = (y1 - y0) or 1.0
+    if y1 - y0 < 1e-12:
+        y0, y1 = y0 - (abs(y0) * 0.1 or 1.0), y1 + (abs(y1) * 0.1 or 1.0)
+    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
+
+    def xy(s: float, v: float) -> tuple[float, float]:
+        return LEFT + plot_w * (s - x0) / (x1 - x0), TOP + plot_h * (1 - (v - y0) / (y1 - y0))
 
     def point(s: int, v: float) -> str:
-        x = 40 + (width - 50) * (s - x0) / (x1 - x0)
-        y = 10 + (height - 40) * (1 - (v - y0) / span)
+        x, y = xy(s, v)
         return f"{x:.1f},{y:.1f}"
 
     lines = []
@@ -215,12 +248,49 @@ def _svg(board: Sequence[Row], width: int = 640, height: int = 320) -> str:
             f'<circle cx="{end_x}" cy="{end_y}" r="3" fill="{_colour(r.trial)}">'
             f"<title>trial {r.trial}: {r.state}</title></circle>"
         )
-    axes = (
-        f'<text x="40" y="{height - 5}">step 0</text>'
-        f'<text x="{width - 90}" y="{height - 5}">step {x1}</text>'
-        f'<text x="0" y="15">{_fmt(y1)}</text><text x="0" y="{height - 30}">{_fmt(y0)}</text>'
+    body = "".join(lines)
+    return (
+        f'<svg class="pruner" width="{width}" height="{height}" font-size="11" '
+        f'role="img"><title>what the pruner saw</title>'
+        f"{_axes(metric, (x0, x1), (y0, y1), xy, width, height)}{body}</svg>"
     )
-    return f'<svg width="{width}" height="{height}" font-size="11">{axes}{"".join(lines)}</svg>'
+
+
+def _axes(
+    metric: str,
+    xs: tuple[float, float],
+    ys: tuple[float, float],
+    xy: Any,
+    width: int,
+    height: int,
+) -> str:
+    """The frame, tick labels on both axes, and what each axis measures."""
+    parts = [
+        f'<rect x="{LEFT}" y="{TOP}" width="{width - LEFT - RIGHT}" '
+        f'height="{height - TOP - BOTTOM}" fill="none" stroke="#bbb"/>'
+    ]
+    x_ticks = nice_ticks(*xs)
+    for t, label in zip(x_ticks, tick_labels(x_ticks), strict=True):
+        x, _ = xy(t, ys[0])
+        parts.append(
+            f'<text class="xtick" x="{x:.1f}" y="{height - BOTTOM + 15}" '
+            f'text-anchor="middle">{label}</text>'
+        )
+    y_ticks = nice_ticks(*ys)
+    for t, label in zip(y_ticks, tick_labels(y_ticks), strict=True):
+        _, y = xy(xs[0], t)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text class="ytick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
+        )
+    mid_x, mid_y = LEFT + (width - LEFT - RIGHT) / 2, TOP + (height - TOP - BOTTOM) / 2
+    parts.append(
+        f'<text class="xlabel" x="{mid_x:.1f}" y="{height - 6}" text-anchor="middle">'
+        "optimizer step</text>"
+        f'<text class="ylabel" x="14" y="{mid_y:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {mid_y:.1f})">best smoothed {html.escape(metric)}</text>'
+    )
+    return "".join(parts)
 
 
 def _colour(n: int) -> str:

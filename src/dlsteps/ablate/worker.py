@@ -44,6 +44,8 @@ def work(job: Job, say: Say) -> bool:
     """Run trials until the study has none left; ``True`` when a signal stopped a trial."""
     if job.threads:
         torch.set_num_threads(job.threads)
+        # the cores are this worker's share: a trial's ``threads: auto`` keeps the count
+        os.environ["OMP_NUM_THREADS"] = str(job.threads)
     optuna.logging.set_verbosity(logging.WARNING)
     directory = Path(job.directory)
     storage = open_storage(job.storage, directory)

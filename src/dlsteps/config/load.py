@@ -1,7 +1,8 @@
 """YAML + stage overlays + ``--set`` → one validated, frozen config per stage.
 
-Every error names the file and the dotted key (``stages.full-data.optim.lr``), with a
-did-you-mean for unknown keys. A stage's knobs start from its record's overlay
+Every error names where the value came from (the file, or the ``--set KEY=VALUE`` that
+wrote it) and the dotted key (``stages.full-data.optim.lr``), with a did-you-mean for
+unknown keys. A stage's knobs start from its record's overlay
 (``ladder.stages``), and its ``gate`` accepts only the keys that stage's gate reads.
 """
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from dlsteps.config.schema import Config, StageConfig
 from dlsteps.errors import ConfigError, did_you_mean
-from dlsteps.ladder.stages import STAGES, TRAINING_STAGES, canonical_stage
+from dlsteps.ladder.stages import ALIASES, STAGES, TRAINING_STAGES, canonical_stage
 
 
 @cache
@@ -66,24 +67,55 @@ class LoadedConfig:
         return any(canonical_stage(key) == stage for key in self.raw.get("stages") or {})
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a value came from, for error messages: the file, unless a ``--set`` wrote it
+    (or the mapping above it)."""
+
+    file: str
+    sets: tuple[str, ...] = ()  # the --set assignments as typed, in order
+
+    def of(self, dotted: str) -> str:
+        for assignment in reversed(self.sets):  # the last --set of a key wins
+            key = _canonical_key(assignment.partition("=")[0].strip())
+            if dotted == key or dotted.startswith(f"{key}.") or key.startswith(f"{dotted}."):
+                return f"--set {assignment}"
+        return self.file
+
+
+def _canonical_key(key: str) -> str:
+    """``stages.overfit-1.steps`` → ``stages.overfit-one.steps``, as errors spell it."""
+    parts = key.split(".")
+    if len(parts) > 1 and parts[0] == "stages":
+        parts[1] = ALIASES.get(parts[1], parts[1])
+    return ".".join(parts)
+
+
 def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> LoadedConfig:
-    """Read, overlay and validate; raise ``ConfigError`` naming file and key on any mistake."""
+    """Read, overlay and validate; raise ``ConfigError`` naming where and which key on any
+    mistake."""
     where = str(path) if path is not None else "<built-in default>"
     raw = _read_yaml(Path(path)) if path is not None else {}
     for assignment in sets:
         _apply_set(raw, assignment)
-    return build_config(raw, where, source=str(path) if path is not None else None)
+    source = str(path) if path is not None else None
+    return build_config(raw, Where(where, tuple(sets)), source=source)
 
 
-def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> LoadedConfig:
+def build_config(
+    raw: dict[str, Any], where: str | Where, source: str | None = None
+) -> LoadedConfig:
     """Validate a raw mapping: the top level, then every stage with its overlay applied."""
+    where = where if isinstance(where, Where) else Where(where)
     raw = _stage_names_checked(raw, where)
     base = _validate(Config, raw, where, prefix="")
     overlays: dict[str, dict[str, Any]] = {}
     for key, overlay in base.stages.items():
-        stage = canonical_stage(key, f"{where}: stages.{key}")
+        stage = canonical_stage(key, f"{where.of(f'stages.{key}')}: stages.{key}")
         if not isinstance(overlay, dict):
-            raise ConfigError(f"{where}: stages.{key}: expected a mapping, got {overlay!r}")
+            raise ConfigError(
+                f"{where.of(f'stages.{key}')}: stages.{key}: expected a mapping, got {overlay!r}"
+            )
         overlays[stage] = overlay
     plans = {}
     top_keys = set(Config.model_fields) - {"stages"}
@@ -96,7 +128,8 @@ def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> 
         record = STAGES[stage]
         knob_values = _deep_merge(copy.deepcopy(dict(record.overlay)), knobs)
         if isinstance(init := knob_values.get("init_from"), str):
-            knob_values["init_from"] = canonical_stage(init, f"{where}: stages.{stage}.init_from")
+            key = f"stages.{stage}.init_from"
+            knob_values["init_from"] = canonical_stage(init, f"{where.of(key)}: {key}")
         if record.length_of and not {"steps", "epochs"} & set(knob_values):
             # as long as that stage, so the gate's metric comparison is like with like
             other = plans[record.length_of].knobs
@@ -115,13 +148,13 @@ def build_config(raw: dict[str, Any], where: str, source: str | None = None) -> 
     return LoadedConfig(source=source, raw=raw, base=base, plans=plans)
 
 
-def _stage_names_checked(raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _stage_names_checked(raw: dict[str, Any], where: Where) -> dict[str, Any]:
     """``ablate.stage`` resolved to a training stage's name (aliases allowed), or a
     ``ConfigError`` naming the key: the schema is data and knows no stage records."""
     ablate = raw.get("ablate")
     if not isinstance(ablate, Mapping) or not isinstance(ablate.get("stage"), str):
         return raw
-    key = f"{where}: ablate.stage"
+    key = f"{where.of('ablate.stage')}: ablate.stage"
     name = canonical_stage(ablate["stage"], key)
     if name not in TRAINING_STAGES:
         raise ConfigError(
@@ -205,14 +238,14 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _validate(model: type[BaseModel], data: dict[str, Any], where: str, prefix: str) -> Any:
+def _validate(model: type[BaseModel], data: dict[str, Any], where: Where, prefix: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, model, where, prefix)) from None
 
 
-def _explain(exc: ValidationError, model: type[BaseModel], where: str, prefix: str) -> str:
+def _explain(exc: ValidationError, model: type[BaseModel], where: Where, prefix: str) -> str:
     lines = []
     for err in exc.errors()[:5]:
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal["))]
@@ -222,12 +255,12 @@ def _explain(exc: ValidationError, model: type[BaseModel], where: str, prefix: s
             hint = did_you_mean(loc[-1], fields)
             if not hint and loc[:-1] == ["gate"]:
                 hint = _gate_hint(loc[-1], fields)
-            lines.append(f"{where}: unknown key '{dotted}'.{hint}")
+            lines.append(f"{where.of(dotted)}: unknown key '{dotted}'.{hint}")
         elif err["type"] == "missing":
-            lines.append(f"{where}: '{dotted}' is required")
+            lines.append(f"{where.of(dotted)}: '{dotted}' is required")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {dotted}: {msg} (got {err.get('input')!r})")
+            lines.append(f"{where.of(dotted)}: {dotted}: {msg} (got {err.get('input')!r})")
     return "\n".join(dict.fromkeys(lines))
 
 

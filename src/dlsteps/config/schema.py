@@ -332,6 +332,11 @@ class Config(_Strict):
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["32", "bf16", "16"] = Field("32", description="autocast dtype on CUDA")
+    threads: Literal["auto"] | PositiveInt = Field(
+        "auto",
+        description="torch CPU threads; auto: half the cores less the DataLoader workers, "
+        "or as OMP_NUM_THREADS says when it is set (see dlsteps.train.threads)",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

@@ -88,8 +88,8 @@ def _advice(speed: dict[str, Any], cuda: bool, slow: bool) -> list[str]:
     else:
         advice.append(
             "compute-bound on the CPU: smaller images or a smaller model; on a machine with "
-            "a GPU, device: cuda and precision: bf16. If other processes share these cores, "
-            "fewer torch threads (OMP_NUM_THREADS=1) avoid a several-fold slowdown"
+            "a GPU, device: cuda and precision: bf16. threads: auto keeps half the cores "
+            "free for other work; on a quiet machine of your own, threads: <cores> may be faster"
         )
     if slow:
         advice.insert(0, "the median step is over gate.max_batch_seconds (slow_batch)")

@@ -2,7 +2,9 @@
 fresh model per stage.
 
 Stages that share a data config share the data sets and the statistics (one pass over
-the data, cached as the run directory's ``data_stats.json``).
+the data, cached as the run directory's ``data_stats.json``). A project exists before its
+run directory: ``check_builds`` builds the first stage's data and model, so a config
+that cannot be built fails before any directory is made.
 """
 
 from __future__ import annotations
@@ -28,10 +30,24 @@ from dlsteps.tasks.base import Task
 @dataclass
 class Project:
     loaded: LoadedConfig
-    run: RunDir
     device: torch.device
+    _run: RunDir | None = None  # attached once the config has built
     _datasets: dict[str, tuple[Dataset, Dataset]] = field(default_factory=dict)
     _stats: dict[str, DataStats] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunDir:
+        if self._run is None:
+            raise RuntimeError("the project has no run directory yet")
+        return self._run
+
+    def attach(self, run: RunDir) -> None:
+        self._run = run
+
+    def check_builds(self, plan: StagePlan) -> None:
+        """Build ``plan``'s data sets (kept) and a model (dropped: every stage builds its
+        own from the seed); a ``UserError`` here means the config does not build."""
+        self.model(plan)
 
     def task(self, plan: StagePlan) -> Task:
         return make_task(plan.config)

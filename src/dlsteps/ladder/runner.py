@@ -18,6 +18,7 @@ import torch
 
 from dlsteps.config import LoadedConfig, resolved_dict
 from dlsteps.config.schema import check_device
+from dlsteps.data.loading import workers
 from dlsteps.errors import (
     EXIT_GATE_FAILED,
     EXIT_INTERRUPTED,
@@ -41,6 +42,7 @@ from dlsteps.train import distributed, interrupts
 from dlsteps.train.checkpoint import config_hash
 from dlsteps.train.engine import Callback
 from dlsteps.train.optim import check_optim
+from dlsteps.train.threads import RunThreads
 
 
 @dataclass
@@ -106,7 +108,11 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     resolved = resolved_dict(loaded)
     digest = config_hash(resolved)
     previous: dict[str, Any] | None = None
+    project = Project(loaded, device)
+    if opts.resume is None and stages:  # a config that does not build leaves no directory
+        project.check_builds(loaded.plans[stages[0]])
     run = _open_run_dir(loaded, opts)
+    project.attach(run)
     if opts.resume is not None:
         previous = run.summary_to_resume(digest)
         if previous.get("selected") and not (opts.from_stage or opts.to_stage or opts.only):
@@ -124,6 +130,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         "started": stamp(),
         "config_hash": digest,
         "selected": stages,
+        "ladder": [s.name for s in task.ladder],  # what "the next stage" means for this task
         "stages": [],
     }
     if previous is not None:
@@ -131,7 +138,10 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         summary["started"] = previous.get("started", summary["started"])
         summary["resumed"] = [*previous.get("resumed", []), stamp()]
     reporter.message(f"dlsteps: run directory {run} on {device}")
-    with interrupts.graceful(reporter.message) as stop:
+    threads = RunThreads(loaded.base.threads, workers(loaded.base.data))
+    if announcement := threads.announcement():
+        reporter.message(announcement)
+    with interrupts.graceful(reporter.message) as stop, threads:
         climb = _Climb(
             loaded,
             run,
@@ -139,13 +149,14 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
             reporter,
             summary,
             StageRun(
-                Project(loaded, run, device),
+                project,
                 reporter,
                 {},
                 digest,
                 resuming=previous is not None,
                 stop_requested=stop,
                 callbacks=opts.callbacks,
+                threads=threads,
             ),
         )
         return climb.climb(stages, opts.keep_going, finished_entries(previous))

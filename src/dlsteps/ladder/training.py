@@ -52,6 +52,7 @@ from dlsteps.train.engine import (
 )
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
 from dlsteps.train.steps import SupervisedStep, TrainStep
+from dlsteps.train.threads import RunThreads
 from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
 
 
@@ -66,6 +67,7 @@ class StageRun:
     resuming: bool  # continue from the stage's checkpoint (``--resume``)
     stop_requested: Callable[[], bool] | None = None  # SIGINT/SIGTERM
     callbacks: Sequence[Callback] = field(default_factory=tuple)  # the caller's own
+    threads: RunThreads | None = None  # torch's CPU threads, per stage where configured
 
 
 class FirstBatch:
@@ -105,6 +107,8 @@ def train_stage(
     task = project.task(plan)
     model = project.model(plan)
     notes: list[str] = _regularizers_off(model, plan) if stage.plain else []
+    if ctx.threads is not None and (note := ctx.threads.for_stage(cfg.threads, workers(cfg.data))):
+        notes.append(note)
     if knobs.init_from:
         source_dir = project.run.stage(knobs.init_from)
         _load_weights(model, source_dir, knobs.init_from)

@@ -8,7 +8,6 @@ Batchnorm is replaced by identity in the starting stages (``batchnorm: true`` fo
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18
 
 
 def resnet18_stem(
@@ -20,6 +19,8 @@ def resnet18_stem(
     """Keep ``blocks`` of ResNet-18's four stages (1–4); 1 stage ≈ 0.16M parameters."""
     if not 1 <= blocks <= 4:
         raise ValueError(f"blocks must be in [1, 4], got {blocks}")
+    from torchvision.models import resnet18  # here: torchvision's import takes a second or more
+
     norm = nn.BatchNorm2d if batchnorm else _no_norm
     net = resnet18(weights=None, norm_layer=norm)
     stem = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=not batchnorm)

@@ -12,6 +12,9 @@ initialisation; every other parameter must be in the file.
 
     model: {name: resnet18, args: {small_input: true}}
     model: {name: lraspp_mobilenet_v3_large, args: {weights_path: weights/lraspp.pth}}
+
+torchvision is imported inside each builder: its import costs a second or more, and a
+config that never names these models (preflight of the starting models) never pays it.
 """
 
 from __future__ import annotations

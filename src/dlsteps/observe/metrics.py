@@ -20,22 +20,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics import Metric
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassJaccardIndex,
-    MultilabelAveragePrecision,
-    MultilabelF1Score,
-)
-from torchmetrics.image import PeakSignalNoiseRatio
-from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
+
+# torchmetrics is imported where a set is built, on the first val batch: importing it
+# pulls in torchvision and scipy (about 2 s), which preflight and ``dlsteps check`` never need.
 
 from dlsteps.data.items import CheckedCollate, IndexedItems
 
@@ -111,6 +106,13 @@ class ClassMetrics(MetricSet):
         self._per_class: Metric | None = None  # dense: IoU of each class
 
     def _build(self, out: torch.Tensor) -> None:
+        from torchmetrics.classification import (
+            MulticlassAccuracy,
+            MulticlassConfusionMatrix,
+            MulticlassF1Score,
+            MulticlassJaccardIndex,
+        )
+
         c = self.num_classes or max(2, int(out.shape[1]))  # one channel: a binary logit
         self.num_classes = c
         ign = self.ignore_index
@@ -167,6 +169,8 @@ class MultilabelMetrics(MetricSet):
         self._per_label: Metric | None = None
 
     def _build(self, out: torch.Tensor) -> None:
+        from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
         c = self.num_labels or int(out.shape[1])
         self.num_labels = c
         self._metrics = {
@@ -197,6 +201,8 @@ class ValueMetrics(MetricSet):
     """Predictions shaped like the targets: mean absolute and root mean squared error."""
 
     def _build(self, out: torch.Tensor) -> None:
+        from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError
+
         self._metrics = {
             "mae": MeanAbsoluteError(**ONE_PROCESS),
             "rmse": MeanSquaredError(squared=False, **ONE_PROCESS),
@@ -212,6 +218,9 @@ class ImageMetrics(MetricSet):
         self.data_range = data_range
 
     def _build(self, out: torch.Tensor) -> None:
+        from torchmetrics.image import PeakSignalNoiseRatio
+        from torchmetrics.regression import MeanAbsoluteError
+
         self._metrics = {
             "psnr": PeakSignalNoiseRatio(data_range=self.data_range, **ONE_PROCESS),
             "l1": MeanAbsoluteError(**ONE_PROCESS),

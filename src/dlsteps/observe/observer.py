@@ -18,14 +18,12 @@ measured and pictured is the task's (``Task.metric_set``, ``Task.picture``). It 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from dlsteps.config import StagePlan
 from dlsteps.data.items import CheckedCollate, IndexedItems
@@ -43,6 +41,8 @@ from dlsteps.train.engine import Callback
 
 PICTURED_BATCH = 16  # samples of the first train batch shown
 WORST_SAMPLES = 8  # highest-loss val samples shown at the end of full-data
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class StageObserver:
@@ -174,6 +174,8 @@ class StageObserver:
         self.stage_dir.write_metrics({"step": step, **values.to_json(), **extra})
         self.picture(step)
         names = [*self.task.metrics, *(k for k in values.scalars if "/" in k)]
+        from torch.utils.tensorboard.summary import hparams
+
         exp, ssi, sei = hparams(
             _hyper_parameters(self.plan), {f"metrics/{name}": 0.0 for name in names}
         )
@@ -185,7 +187,9 @@ class StageObserver:
     def writer(self) -> SummaryWriter:
         """Pictures and HParams in their own event file beside the logbook's scalars (the
         same TensorBoard run), opened on first use."""
-        if self._writer is None:
+        if self._writer is None:  # TensorBoard imported here: preflight never pays for it
+            from torch.utils.tensorboard import SummaryWriter
+
             self._writer = SummaryWriter(str(self.stage_dir.path), filename_suffix=PICTURES_SUFFIX)
         return self._writer
 

@@ -1,6 +1,8 @@
 """``report.html``: one self-contained file for a run (inline SVG plots, pictures as data
-URIs, a Content-Security-Policy that forbids any network request) with, per stage: loss
-curves with the levels its gate applied, metric curves, speed figures, the diagnoses with
+URIs, a Content-Security-Policy that forbids any network request). At the top, the run's
+conclusion (the failed stage with its advice, or "every stage passed" and what next);
+then per stage: loss curves with the levels its gate applied, metric curves (a metric
+measured once is a figure, not a chart with one dot), speed figures, the diagnoses with
 advice, the confusion matrix and the sample predictions. The verdicts shown are the ones
 ``report.views`` re-judged from the logbook.
 """
@@ -21,7 +23,8 @@ from dlsteps.judge.rules import rolling_mean
 from dlsteps.judge.speed import format_speed
 from dlsteps.ladder.stages import STAGES
 from dlsteps.logbook.curves import Curves
-from dlsteps.report.svgplot import HLine, Series, line_chart
+from dlsteps.report.closing import closing
+from dlsteps.report.svgplot import HLine, Note, Series, line_chart
 from dlsteps.report.views import StageView, rejudge
 from dlsteps.rundir.layout import BATCH_PNG, LR_SWEEP_JSON, WORST_PNG
 from dlsteps.rundir.run import RunDir, StageDir
@@ -58,6 +61,12 @@ svg .ptitle{font-size:12px;font-weight:600;fill:#222}svg .legend{font-size:11px;
 details{margin-top:4px;color:#444}code{background:#f2f2f4;padding:0 3px;border-radius:3px}
 img.samples{image-rendering:pixelated;max-width:100%;border:1px solid #eee}
 .cm td{text-align:right;min-width:34px}.note{color:#8a5a00}.tables td{max-width:480px}
+svg .pnote{font-size:11px}
+.verdict{border-radius:8px;padding:10px 16px;margin:14px 0;font-size:15px}
+.verdict.failed{background:#fdf3f3;border:2px solid #c62828}
+.verdict.passed{background:#f1f8f1;border:2px solid #2e7d32}.verdict p{margin:4px 0}
+.figure{border:1px solid #eee;border-radius:6px;padding:8px 14px;min-width:200px}
+.figure .value{font-size:22px;font-weight:600}
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -83,12 +92,40 @@ def render(summary: dict[str, Any], views: list[StageView], notes: list[str], ru
     parts = [
         head,
         f"<h1>{escape(title)} {_badge(status)}</h1><p class='meta'>{meta}</p>",
+        _verdict(summary),
         *(f"<p class='note'>{escape(n)}</p>" for n in notes),
         _overview(views),
         *(_stage_section(v, run.stage(v.entry["name"])) for v in views),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _verdict(summary: dict[str, Any]) -> str:
+    """The conclusion first: the failed stage, what was seen and what to try (linked to
+    its section), or every stage passed and the next thing to try."""
+    end = closing(summary)
+    if end is None:
+        return ""
+    if end.passed:
+        after = f"<p>{escape(end.next or '')}</p>"
+        if end.command:
+            after += f"<p><code>{escape(end.command)}</code></p>"
+        return f"<div class='verdict passed'><p><b>✓ {escape(end.headline)}</b></p>{after}</div>"
+    info = CATALOG.get(end.code or "")
+    advice = (
+        f"<p><b>Likely causes:</b> {escape(info.causes)}.</p>"
+        f"<p><b>First thing to try:</b> {escape(info.first_try)}.</p>"
+        if info
+        else ""
+    )
+    also = "".join(f"<p>{escape(line)}</p>" for line in end.also)
+    stage = escape(end.stage or "")
+    link = f"<p><a href='#stage-{stage}'>the {stage} stage: curves and figures</a></p>"
+    return (
+        f"<div class='verdict failed'><p><b>✗ {escape(end.headline)}</b></p>"
+        f"{advice}{also}{link}</div>"
+    )
 
 
 def _badge(status: str) -> str:
@@ -179,7 +216,7 @@ def _plots(view: StageView) -> list[str]:
         return []
     gate = view.plan.knobs.gate if view.plan else None
     thresholds = view.entry.get("figures", {}).get("thresholds") or []
-    plots = [_loss_plot(c, name, gate, thresholds)]
+    plots = [_loss_plot(c, name, gate, thresholds, view.plan)]
     scalars = sorted(t for t in c if t.startswith("metrics/") and t.count("/") == 1)
     if scalars:
         hlines = _levels(thresholds, lambda tag: tag.startswith("metrics/"))
@@ -212,7 +249,9 @@ def _levels(thresholds: list[dict[str, Any]], shown: Any) -> list[HLine]:
     return [HLine(t["label"], float(t["level"]), GATE) for t in thresholds if shown(t["tag"])]
 
 
-def _loss_plot(c: Curves, stage: str, gate: Any, thresholds: list[dict[str, Any]]) -> str:
+def _loss_plot(
+    c: Curves, stage: str, gate: Any, thresholds: list[dict[str, Any]], plan: Any
+) -> str:
     train, val = c.get_curve("train/loss"), c.get_curve("val/loss")
     window = gate.window if gate else 10
     series = [
@@ -223,8 +262,23 @@ def _loss_plot(c: Curves, stage: str, gate: Any, thresholds: list[dict[str, Any]
     hlines = _levels(thresholds, lambda tag: tag in ("train/loss", "val/loss"))
     if len(base := c.get_curve("baseline/val_loss")):
         hlines.append(HLine("baseline", float(base.values[0]), BASELINE))
-    log_y = stage in STAGES and STAGES[stage].plain
-    return line_chart(series, hlines, "loss (train: every batch, val: one batch)", log_y=log_y)
+    plain = stage in STAGES and STAGES[stage].plain
+    note = None
+    if plain and len(val):
+        samples = _overfit_samples(plan)
+        plural = "s" if samples != 1 else ""
+        note = Note(
+            f"a rising val loss is expected: {samples} train sample{plural} memorised, "
+            "nothing carries over",
+            VAL,
+        )
+    title = "loss (train: every batch, val: one batch)"
+    return line_chart(series, hlines, title, log_y=plain, note=note)
+
+
+def _overfit_samples(plan: Any) -> int:
+    """The overfit stage's train samples (its knobs), 1 when the run's config is unreadable."""
+    return int(getattr(getattr(plan, "knobs", None), "samples", None) or 1)
 
 
 def _step_time_plot(c: Curves, gate: Any) -> str:
@@ -249,7 +303,25 @@ def _chart(
         Series(t.removeprefix("metrics/"), c[t].steps, c[t].values, COLOURS[i % len(COLOURS)])
         for i, t in enumerate(tags)
     ]
+    if all(np.isfinite(s.y).sum() <= 1 for s in series):  # measured once (or never)
+        return _figure_card(series, title)
     return line_chart(series, hlines, title, log_y=log_y)
+
+
+def _figure_card(series: list[Series], title: str) -> str:
+    """Curves with one point each as what they are: values at a step."""
+    rows = []
+    for s in series:
+        keep = np.isfinite(s.y)
+        if not keep.any():
+            continue
+        value, step = float(s.y[keep][0]), int(s.x[keep][0])
+        rows.append(
+            f"<tr><th>{escape(s.label)}</th><td class='value'>{escape(_fmt(value))}</td>"
+            f"<td>at step {step}</td></tr>"
+        )
+    body = f"<table>{''.join(rows)}</table>" if rows else "<p>nothing logged</p>"
+    return f"<div class='figure'><h3>{escape(title)}</h3>{body}</div>"
 
 
 def _figures(figures: dict[str, Any]) -> str:
@@ -380,14 +452,15 @@ def _sweep(stage_dir: StageDir) -> str:
     return line_chart(series, [], title, log_y=True, x_label="log10 learning rate")
 
 
-def _fmt(value: Any) -> str:
-    """Figures as people read them: 4 significant digits, nested figures inline."""
+def _fmt(value: Any, grouped: bool = True) -> str:
+    """Figures as people read them: 4 significant digits, nested figures inline. A figure
+    alone in its cell gets thousands separators; inside a comma-separated list it has none."""
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {_fmt(v, grouped=False)}" for k, v in value.items())
     if isinstance(value, list):
-        return "; ".join(map(_fmt, value))
+        return "; ".join(_fmt(v, grouped=False) for v in value)
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 10_000 and grouped:
         return f"{value:,}"
     return str(value)

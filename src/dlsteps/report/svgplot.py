@@ -36,6 +36,15 @@ class HLine:
     colour: str
 
 
+@dataclass(frozen=True)
+class Note:
+    text: str
+    colour: str
+
+
+NOTE_HEIGHT = 18  # pixels added under the plot for a note
+
+
 def line_chart(
     series: list[Series],
     hlines: list[HLine] | None = None,
@@ -44,8 +53,10 @@ def line_chart(
     width: int = 540,
     height: int = 260,
     x_label: str = "step",
+    note: Note | None = None,
 ) -> str:
-    """An ``<svg class="plot">`` element; ``log_y`` falls back to linear when a value ≤ 0."""
+    """An ``<svg class="plot">`` element; ``log_y`` falls back to linear when a value ≤ 0.
+    A ``note`` is a line of text under the plot, in the colour of the curve it explains."""
     hlines = [h for h in (hlines or []) if math.isfinite(h.y)]
     clean = [_finite(s) for s in series]
     clean = [s for s in clean if len(s.x)]
@@ -65,9 +76,10 @@ def line_chart(
     def py(y: np.ndarray) -> np.ndarray:
         return PAD_TOP + (1 - (ymap(y) - y_lo) / (y_hi - y_lo)) * plot_h
 
+    total = height + (NOTE_HEIGHT if note else 0)
     parts = [
         f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        f'height="{total}" viewBox="0 0 {width} {total}" role="img">',
         f"<title>{escape(title)}</title>",
         f'<text x="{PAD_LEFT}" y="16" class="ptitle">{escape(title)}</text>',
         f'<rect x="{PAD_LEFT}" y="{PAD_TOP}" width="{plot_w}" height="{plot_h}" class="frame"/>',
@@ -93,6 +105,11 @@ def line_chart(
             f'stroke="{h.colour}" stroke-width="1.4" stroke-dasharray="6 4"/>'
         )
     parts.append(_legend(clean, hlines, width))
+    if note:
+        parts.append(
+            f'<text x="{PAD_LEFT}" y="{total - 5}" class="pnote" fill="{note.colour}">'
+            f"{escape(note.text)}</text>"
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -130,7 +147,19 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step) + 1)]
+    ticks = [first + i * step for i in range(int((hi - first) / step) + 1)]
+    return [0.0 if abs(t) < step * 1e-9 else t for t in ticks]  # no 1e-17 for zero
+
+
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Labels with as many digits as it takes to tell neighbouring ticks apart (a memory
+    curve between 839.05 and 839.2 MB needs five, not four)."""
+    labels = [_fmt(t) for t in ticks]
+    for digits in range(5, 12):
+        if len(set(labels)) == len(labels):
+            break
+        labels = [_fmt(t, digits) for t in ticks]
+    return labels
 
 
 def _y_ticks(lo: float, hi: float, log_y: bool, py, width: int) -> list[str]:
@@ -141,23 +170,22 @@ def _y_ticks(lo: float, hi: float, log_y: bool, py, width: int) -> list[str]:
     else:
         ticks = nice_ticks(lo, hi)
     out = []
-    for t in ticks:
+    for t, label in zip(ticks, tick_labels(ticks), strict=True):
         y = float(py(np.asarray(t)))
         out.append(
             f'<line x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'class="grid"/><text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" class="ytick">'
-            f"{_fmt(t)}</text>"
+            f"{label}</text>"
         )
     return out
 
 
 def _x_ticks(lo: float, hi: float, px, height: int, label: str) -> list[str]:
     out = []
-    for t in nice_ticks(lo if lo < 0 else max(lo, 0.0), hi):
+    ticks = nice_ticks(lo if lo < 0 else max(lo, 0.0), hi)
+    for t, label in zip(ticks, tick_labels(ticks), strict=True):
         x = float(px(np.asarray(t)))
-        out.append(
-            f'<text x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" class="xtick">{_fmt(t)}</text>'
-        )
+        out.append(f'<text x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" class="xtick">{label}</text>')
     out.append(
         f'<text x="{PAD_LEFT + (px(np.asarray(hi)) - PAD_LEFT) / 2:.1f}" y="{height - 4}" '
         f'class="xtick">{escape(label)}</text>'
@@ -190,9 +218,11 @@ def _empty(title: str, width: int, height: int) -> str:
     )
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, digits: int = 4) -> str:
+    """Four significant digits with a short exponent for very large or small values
+    (``1e+04``); more ``digits`` where the ticks need them."""
     if v == 0:
         return "0"
-    if abs(v) >= 1e4 or abs(v) < 1e-3:
+    if digits == 4 and (abs(v) >= 1e4 or abs(v) < 1e-3):
         return f"{v:.0e}"
-    return f"{v:.4g}"
+    return f"{v:.{digits}g}"

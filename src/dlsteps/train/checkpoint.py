@@ -29,9 +29,10 @@ from dlsteps.errors import UserError
 from dlsteps.rundir.run import StageDir
 
 FORMAT = 1
-# Keys that may change between an interrupted run and its resume without changing a
-# single logged value: where it runs, and how often it logs, prints and checkpoints.
-HASH_IGNORES = ("device", "log")
+# Keys that may change between an interrupted run and its resume: where it runs and with
+# how many CPU threads (a busier machine may need fewer), and how often it logs, prints
+# and checkpoints.
+HASH_IGNORES = ("device", "threads", "log")
 
 
 def config_hash(resolved: Mapping[str, Any]) -> str:

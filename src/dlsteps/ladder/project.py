@@ -2,9 +2,9 @@
 fresh model per stage.
 
 Stages that share a data config share the data sets and the statistics (one pass over
-the data, cached as the run directory's ``data_stats.json``). A project exists before its
-run directory: ``check_builds`` builds the first stage's data and model, so a config
-that cannot be built fails before any directory is made.
+the data, cached as the run directory's ``data_stats.json``). ``check_builds`` builds the
+first stage's data and model before anything is recorded, so a config that cannot be
+built fails before the run has a config, a summary or a logbook.
 """
 
 from __future__ import annotations

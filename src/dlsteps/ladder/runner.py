@@ -93,9 +93,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         except ValueError as exc:
             raise ConfigError(f"--device: {exc} (got {opts.device!r})") from None
     task = make_task(loaded.base)
-    for (
-        plan
-    ) in loaded.plans.values():  # a bad primary, loss or optimizer fails before anything runs
+    for plan in loaded.plans.values():  # a bad primary, loss or optimizer fails first
         make_task(plan.config).primary(plan.config.metrics.primary)
         check_optim(plan.config.optim)
     stages = select_stages(task.ladder, opts)
@@ -109,10 +107,14 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     digest = config_hash(resolved)
     previous: dict[str, Any] | None = None
     project = Project(loaded, device)
-    if opts.resume is None and stages:  # a config that does not build leaves no directory
-        project.check_builds(loaded.plans[stages[0]])
     run = _open_run_dir(loaded, opts)
-    project.attach(run)
+    project.attach(run)  # the data sets cache their image statistics in the run directory
+    if opts.resume is None and stages:
+        try:
+            project.check_builds(loaded.plans[stages[0]])
+        except UserError:  # a config that does not build leaves no directory behind
+            run.discard_unrecorded()
+            raise
     if opts.resume is not None:
         previous = run.summary_to_resume(digest)
         if previous.get("selected") and not (opts.from_stage or opts.to_stage or opts.only):

@@ -10,6 +10,7 @@ writes (their logbooks go to the null sink). Nothing below that point asks for a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -195,6 +196,16 @@ class RunDir:
     @property
     def data_stats_json(self) -> Path:
         return self.path / layout.DATA_STATS_JSON
+
+    def discard_unrecorded(self) -> None:
+        """Remove a new run's directory when its config failed to build: only the image
+        statistics can be in it then (nothing was recorded), and an empty directory
+        left in ``runs/`` for every typo would bury the real runs."""
+        if not self.writes or self.is_run():
+            return
+        (self.path / layout.IMAGE_STATS_JSON).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something else is in it; leave it
+            self.path.rmdir()
 
     def is_run(self) -> bool:
         return (self.path / layout.SUMMARY_JSON).is_file()

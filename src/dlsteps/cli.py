@@ -193,7 +193,7 @@ def run(
     if config is None:
         if resume is None:
             raise UserError("missing CONFIG: dlsteps run CONFIG, or dlsteps run --resume RUN_DIR")
-        config = _run_dir(resume).config_yaml  # the run's own resolved config
+        config = _run_dir(resume, existing=True).config_yaml  # the run's own resolved config
     _execute(
         config,
         set_,
@@ -504,10 +504,11 @@ def ablate(
     raise typer.Exit(result.exit_code)
 
 
-def _run_dir(path: Path) -> Any:
+def _run_dir(path: Path, existing: bool = False) -> Any:
+    """The run directory at ``path``; ``existing``: refused, naming it, when it is missing."""
     from dlsteps.rundir.run import RunDir
 
-    return RunDir(path)
+    return RunDir.existing(path) if existing else RunDir(path)
 
 
 def _without_nproc(args: list[str]) -> list[str]:

@@ -8,8 +8,10 @@ traceback (under ``--debug`` for user errors too).
 from __future__ import annotations
 
 import difflib
+import errno
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -47,6 +49,54 @@ class ModelError(UserError):
     """The model cannot be built or does not fit the data."""
 
     code = "model_error"
+
+
+class StorageError(UserError):
+    """The run directory cannot be written: a full disk, a quota, a read-only or
+    unwritable folder. Nothing is half-written (``rundir.atomic``, the logbook's rollback),
+    so ``--resume`` continues once the cause is gone."""
+
+    code = "storage_error"
+
+
+class RunLocked(UserError):
+    """Another live process holds the run directory's ``run.lock``."""
+
+    code = "run_locked"
+
+
+# A disk that is full or over quota: wherever the file is, the run cannot go on.
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Refused writes: the run directory's alone (a data file the user cannot read is a data error).
+_REFUSED = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_error(exc: BaseException, run_dir: Path) -> StorageError | None:
+    """The user-facing form of an ``OSError`` met while writing ``run_dir``, or ``None``
+    when ``exc`` is not about storage."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    where = exc.filename or run_dir
+    inside = exc.filename is not None and _inside(Path(exc.filename), run_dir)
+    if exc.errno in _FULL:
+        return StorageError(
+            f"cannot write {where}: {exc.strerror} (the disk is full or over quota). Nothing "
+            f"was half-written; free space and continue with --resume {run_dir}"
+        )
+    if exc.errno in _REFUSED and inside:
+        return StorageError(
+            f"cannot write {where}: {exc.strerror}. Make {run_dir} writable and continue "
+            f"with --resume {run_dir}"
+        )
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -8,6 +8,7 @@ skipped until configured, or trained (``ladder.training``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from dlsteps.errors import (
     ConfigError,
     UserError,
     as_user_error,
+    storage_error,
 )
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Verdict, verdict_of
@@ -104,10 +106,32 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
             "stage is not distributed)"
         )
     resolved = resolved_dict(loaded)
-    digest = config_hash(resolved)
-    previous: dict[str, Any] | None = None
     project = Project(loaded, device)
     run = _open_run_dir(loaded, opts)
+    notes: list[str] = []
+    try:
+        with run.locked(notes):
+            return _run_in(run, project, loaded, opts, stages, task.ladder, resolved, notes)
+    except OSError as exc:  # a full disk, a folder that became read-only: no traceback
+        if (error := storage_error(exc, run.path)) is None:
+            raise
+        raise error from exc
+
+
+def _run_in(
+    run: RunDir,
+    project: Project,
+    loaded: LoadedConfig,
+    opts: RunOptions,
+    stages: list[str],
+    ladder: Sequence[Stage],
+    resolved: dict[str, Any],
+    notes: list[str],
+) -> tuple[dict[str, Any], int]:
+    """The run in its (locked) directory: the summary, then the climb."""
+    digest = config_hash(resolved)
+    device = project.device
+    previous: dict[str, Any] | None = None
     project.attach(run)  # the data sets cache their image statistics in the run directory
     if opts.resume is None and stages:
         try:
@@ -132,7 +156,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         "started": stamp(),
         "config_hash": digest,
         "selected": stages,
-        "ladder": [s.name for s in task.ladder],  # what "the next stage" means for this task
+        "ladder": [s.name for s in ladder],  # what "the next stage" means for this task
         "stages": [],
     }
     if previous is not None:
@@ -140,6 +164,8 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         summary["started"] = previous.get("started", summary["started"])
         summary["resumed"] = [*previous.get("resumed", []), stamp()]
     reporter.message(f"dlsteps: run directory {run} on {device}")
+    for note in notes:
+        reporter.message(f"[yellow]{note}[/yellow]")
     threads = RunThreads(loaded.base.threads, workers(loaded.base.data))
     if announcement := threads.announcement():
         reporter.message(announcement)
@@ -147,7 +173,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         climb = _Climb(
             loaded,
             run,
-            task.ladder,
+            ladder,
             reporter,
             summary,
             StageRun(
@@ -172,7 +198,7 @@ def _open_run_dir(loaded: LoadedConfig, opts: RunOptions) -> RunDir:
     if not distributed.is_main():
         return RunDir(distributed.from_main(None), writes=False)
     if opts.resume is not None:
-        run = RunDir(opts.resume)
+        run = RunDir.existing(opts.resume)
     elif opts.run_dir is not None:
         run = RunDir.fresh(opts.run_dir)
     else:
@@ -262,7 +288,7 @@ class _Climb:
             return None
         except Exception as exc:
             # recorded whatever it is: summary.json never stays "running" after an error
-            error = as_user_error(exc)
+            error = as_user_error(exc) or storage_error(exc, self.run_dir.path)
             message = str(error) if error is not None else f"{type(exc).__name__}: {exc}"
             code = error.code if error is not None else "internal_error"
             step = getattr(error, "step", None)
@@ -273,7 +299,10 @@ class _Climb:
                 diagnoses=[Diagnosis(code, message, step=step).to_json()],
             )
             self.summary["status"] = "error"
-            self.run_dir.write_summary(self.summary)
+            # a full disk may refuse this record too: the summary then still names the
+            # stage as running, which --resume reads as a crash, and the error is raised
+            with contextlib.suppress(OSError):
+                self.run_dir.write_summary(self.summary)
             if error is None or error is exc:
                 raise
             raise error from exc

@@ -75,21 +75,37 @@ def read_curves(stage_dir: Path) -> Curves:
     )
 
 
-def kept_lines(stage_dir: Path, last_step: int) -> tuple[list[str], int] | None:
-    """The ``scalars.jsonl`` lines at or before ``last_step`` and how many others there
-    are (rows a killed run logged after its checkpoint, a torn last line); ``None`` when
-    the stage has no logbook."""
+@dataclass(frozen=True)
+class Kept:
+    """``scalars.jsonl`` cut back to a checkpoint's step (``kept_lines``)."""
+
+    lines: list[str]  # the rows at or before the step, in file order
+    dropped: int  # rows after the step, and a torn last line
+    damaged: list[int]  # 1-based numbers of lines that are not rows, before the last one
+    last_step: int  # the highest step kept (0: none)
+
+
+def kept_lines(stage_dir: Path, last_step: int) -> Kept | None:
+    """The ``scalars.jsonl`` lines at or before ``last_step``; ``None`` when the stage has
+    no logbook. A torn last line is what a kill during an append leaves, and is dropped;
+    a line that is not a row with more rows after it is damage, listed in ``damaged``."""
     path = stage_dir / SCALARS_JSONL
     if not path.exists():
         return None
-    kept, dropped = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    kept, dropped, damaged, highest = [], 0, [], 0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
-            keep = json.loads(line)["step"] <= last_step
+            step = json.loads(line)["step"]
+            keep = step <= last_step
         except (json.JSONDecodeError, KeyError, TypeError):
-            keep = False
+            if number < len(lines):
+                damaged.append(number)
+            dropped += 1
+            continue
         if keep:
             kept.append(line)
+            highest = max(highest, step)
         else:
             dropped += 1
-    return kept, dropped
+    return Kept(kept, dropped, damaged, highest)

@@ -7,7 +7,9 @@ process that owns the run directory gets the files, every other DDP rank the nul
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -28,11 +30,17 @@ class Sink(Protocol):
 
 
 class JsonlSink:
-    """Appends one ``{"step", "tag", "value", "time"}`` object per row to ``scalars.jsonl``."""
+    """Appends one ``{"step", "tag", "value", "time"}`` object per row to ``scalars.jsonl``.
+
+    Each chunk of rows is appended whole or not at all: it goes to the file in one
+    unbuffered write, and a write the disk refuses part-way (``ENOSPC``) is cut back to
+    where the chunk began before the error is raised, so the file never ends in half a
+    line that a later append would glue to the next row."""
 
     def __init__(self, stage_dir: Path) -> None:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        self._fh = (stage_dir / SCALARS_JSONL).open("a", encoding="utf-8")
+        self.path = stage_dir / SCALARS_JSONL
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _MODE)
 
     def write(self, rows: Sequence[Row], now: float) -> None:
         lines = [
@@ -40,13 +48,33 @@ class JsonlSink:
             for r in rows
         ]
         if lines:
-            self._fh.write("\n".join(lines) + "\n")
+            append_whole(self._fd, ("\n".join(lines) + "\n").encode(), self.path)
 
     def flush(self) -> None:
-        self._fh.flush()
+        pass  # every write went to the kernel at once
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+_MODE = 0o666  # less the umask, like any file ``open`` creates
+
+
+def append_whole(fd: int, data: bytes, path: Path) -> None:
+    """Append ``data`` to ``fd`` entirely, or leave the file as it was and raise."""
+    start = os.fstat(fd).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 class TensorBoardSink:

@@ -6,6 +6,7 @@ runs/<name>-<YYYYmmdd-HHMMSS>/
   data_stats.json              label counts and content hashes
   image_stats.json             folder sources: per-channel mean/std of the train images
   report.html                  the self-contained report
+  run.lock                     PID, host and start of the process writing the run (while it runs)
   <stage>/scalars.jsonl        one {"step", "tag", "value", "time"} per logged value
   <stage>/events.out.tfevents.*  the same scalars (and pictures) for TensorBoard
   <stage>/verdict.json         that stage's status, diagnoses and key figures
@@ -24,6 +25,7 @@ SUMMARY_JSON = "summary.json"
 DATA_STATS_JSON = "data_stats.json"
 IMAGE_STATS_JSON = "image_stats.json"
 REPORT_HTML = "report.html"
+RUN_LOCK = "run.lock"  # the one process that writes the run directory (rundir.lock)
 
 SCALARS_JSONL = "scalars.jsonl"
 EVENTS_GLOB = "events.out.tfevents.*"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +20,10 @@ from typing import IO, Any
 
 import yaml
 
-from dlsteps.errors import UserError
+from dlsteps.errors import StorageError, UserError
 from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Curves, kept_lines, read_curves
-from dlsteps.rundir import layout
+from dlsteps.rundir import layout, lock
 from dlsteps.rundir.atomic import write_bytes, write_json, write_text, write_with
 
 # Stage statuses that end a stage for good: --resume keeps them as they are.
@@ -78,14 +78,32 @@ class StageDir:
         """Keep only the rows at or before ``last_step`` (a checkpoint's step); returns how
         many were dropped. Rows logged after the checkpoint by a killed run would otherwise
         appear twice once the resumed run logs those steps again; a torn last line goes too.
-        TensorBoard is told by opening the next logbook with ``purge_step=last_step + 1``."""
+        TensorBoard is told by opening the next logbook with ``purge_step=last_step + 1``.
+
+        A logbook damaged in the middle, or one that ends before the checkpoint's step
+        (rows lost: resuming would leave a gap), is refused, naming the file."""
         found = kept_lines(self.path, last_step)
         if found is None:
             return 0
-        kept, dropped = found
-        if dropped and self.writes:
-            write_text(self.path / layout.SCALARS_JSONL, "".join(f"{line}\n" for line in kept))
-        return dropped
+        path = self.path / layout.SCALARS_JSONL
+        redo = (
+            f"delete {self.checkpoint} to train {self.name} again from step 0 (its logbook "
+            "is cleared), or start a new run"
+        )
+        if found.damaged:
+            lines = ", ".join(map(str, found.damaged[:5]))
+            raise UserError(
+                f"--resume: {path} is damaged: line {lines} is not a logged row, and rows "
+                f"follow it (not a torn last line from a kill); {redo}"
+            )
+        if 0 < found.last_step < last_step or (last_step > 0 and not found.lines):
+            raise UserError(
+                f"--resume: {path} ends at step {found.last_step} but the checkpoint is at "
+                f"step {last_step}: the logbook was cut short and its rows are lost; {redo}"
+            )
+        if found.dropped and self.writes:
+            write_text(path, "".join(f"{line}\n" for line in found.lines))
+        return found.dropped
 
     def discard_logbook(self) -> None:
         """Remove the logbook (JSONL and event files): a stage restarted from step 0 after a
@@ -165,6 +183,8 @@ class RunDir:
         """``root/<name>-<YYYYmmdd-HHMMSS>``, with a ``-2``, ``-3``... suffix if taken."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = root / f"{name}-{stamp}"
+        if base.parent != root or name in ("", ".", ".."):  # the config's name is checked too
+            raise UserError(f"name {name!r}: a run name is one folder name, without / or ..")
         candidate, n = base, 1
         while True:
             try:
@@ -173,17 +193,42 @@ class RunDir:
             except FileExistsError:
                 n += 1
                 candidate = base.with_name(f"{base.name}-{n}")
+            except OSError as exc:
+                raise _unwritable(f"the runs folder {root}", exc) from exc
 
     @classmethod
     def fresh(cls, path: Path) -> RunDir:
         """A ``--run-dir`` for a new run: it must be missing or empty, never overwritten."""
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--run-dir {path} is a file, not a folder; choose another path")
         if path.exists() and any(path.iterdir()):
             raise UserError(
                 f"--run-dir {path} exists and is not empty; choose another directory, "
                 f"or continue it with --resume {path}"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(f"--run-dir {path}", exc) from exc
         return cls(path)
+
+    @classmethod
+    def existing(cls, path: Path) -> RunDir:
+        """The run directory ``--resume`` names: it must be there."""
+        if not path.is_dir():
+            what = "is a file, not a run directory" if path.exists() else "does not exist"
+            raise UserError(f"--resume {path}: that folder {what}; give the run directory")
+        return cls(path)
+
+    @contextlib.contextmanager
+    def locked(self, notes: list[str]) -> Iterator[None]:
+        """Hold ``run.lock`` while the block writes the directory (``rundir.lock``); a
+        stale lock taken over is said in ``notes``. A process that does not write takes none."""
+        if not self.writes:
+            yield
+            return
+        with lock.locked(self.path, notes):
+            yield
 
     @property
     def report_html(self) -> Path:
@@ -203,6 +248,7 @@ class RunDir:
         left in ``runs/`` for every typo would bury the real runs."""
         if not self.writes or self.is_run():
             return
+        lock.release(self.path)
         (self.path / layout.IMAGE_STATS_JSON).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: something else is in it; leave it
             self.path.rmdir()
@@ -229,9 +275,16 @@ class RunDir:
         if not path.is_file():
             raise UserError(f"{where}: no summary.json there; is it a dlsteps run directory?")
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: summary.json is not valid JSON ({exc})") from exc
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(
+                f"{where}: {path} is damaged, not valid JSON ({exc}); dlsteps writes it whole, "
+                "so something else cut or changed it. Restore it from a copy, or start a new "
+                "run (its stage folders are untouched)"
+            ) from exc
+        if not isinstance(summary, dict) or not isinstance(summary.get("stages", []), list):
+            raise UserError(f"{where}: {path} is not a dlsteps summary; start a new run")
+        return summary
 
     def summary_to_resume(self, digest: str) -> dict[str, Any]:
         """The summary of the run to continue; refuses a directory made with another config
@@ -254,6 +307,10 @@ class RunDir:
         if self.writes:
             write_text(self.report_html, html)
         return self.report_html
+
+
+def _unwritable(what: str, exc: OSError) -> StorageError:
+    return StorageError(f"{what}: cannot create it ({exc.strerror}); choose a folder you can write")
 
 
 def finished_entries(summary: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ from torch import nn
 
 from dlsteps.errors import UserError
 from dlsteps.rundir.run import StageDir
+from dlsteps.version import __version__
 
 FORMAT = 1
 # Keys that may change between an interrupted run and its resume: where it runs and with
@@ -72,6 +73,7 @@ def capture(
     (``completed``, ``early_stop``, ...) for its final checkpoint, ``None`` mid-stage."""
     return {
         "format": FORMAT,
+        "dlsteps": __version__,  # a checkpoint resumes only under the version that wrote it
         "stage": stage,
         "config_hash": config,
         "step": step,
@@ -103,11 +105,22 @@ def read(path: Path, key: str) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise UserError(
-            f"{key}: cannot read the checkpoint {path} ({type(exc).__name__}: {exc})"
+            f"{key}: cannot read the checkpoint {path} ({type(exc).__name__}: {first}); the "
+            f"file is damaged or cut short. Delete it to train {path.parent.name} again from "
+            "step 0 (its logbook is cleared), or start a new run"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{key}: {path} is not a resumable dlsteps checkpoint")
+    written = state.get("dlsteps", __version__)  # checkpoints before the field: this version
+    if written != __version__:
+        raise UserError(
+            f"{key}: {path} was written by dlsteps {written}, this is dlsteps {__version__}: "
+            f"the training state may not load the same. Resume with dlsteps {written} "
+            f"(pip install 'dlsteps=={written}'), or delete the checkpoint to train "
+            f"{path.parent.name} again from step 0"
+        )
     return state
 
 

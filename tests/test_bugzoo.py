@@ -183,6 +183,7 @@ UNIT_TESTED = {
     "critic_diverging", "critic_collapse", "adversarial_hurts", "prerequisite_not_passed",
     "fancy_features", "large_model",
     "data_error", "config_error", "internal_error",  # stage errors (tests/test_trust.py)
+    "out_of_memory", "storage_error", "run_locked",  # faults (tests/test_faults_*.py)
 }  # fmt: skip
 
 

@@ -267,6 +267,29 @@ CATALOG: dict[str, CodeInfo] = {
         "class weights of the wrong length, a stage that needs another stage's checkpoint",
         "fix the key the message names and run the stage again",
     ),
+    "out_of_memory": CodeInfo(
+        "an allocation was refused inside a step; the message names the batch size that fits",
+        "a batch (or model, or input size) too large for the GPU or the memory limit, "
+        "activations kept alive across steps, a memory limit (ulimit -v, a container) below "
+        "what the step needs",
+        "set data.batch_size to the size named (it was found by halving the batch until a "
+        "forward and backward pass ran), or shrink the model or the inputs",
+    ),
+    "storage_error": CodeInfo(
+        "the run directory could not be written: a full disk, a quota, a read-only folder",
+        "a disk filled by checkpoints or other jobs, a quota reached, a folder mounted "
+        "read-only or owned by another user",
+        "free space (or make the folder writable) and continue with dlsteps run --resume "
+        "RUN_DIR: every file is whole and the stage continues after its last checkpoint",
+    ),
+    "run_locked": CodeInfo(
+        "another process is writing this run directory (its run.lock names the PID and host)",
+        "a second --resume of a run still going, a resume of a trial an ablation worker is "
+        "training, a process on another machine sharing the folder",
+        "wait for that process to end; if it is gone (another machine, or a damaged lock), "
+        "delete RUN_DIR/run.lock. A lock whose process died on this host is taken over by "
+        "--resume",
+    ),
     "internal_error": CodeInfo(
         "dlsteps itself failed (not the user's code); the traceback was printed",
         "a bug in dlsteps",
@@ -361,6 +384,9 @@ CAUGHT_AT: dict[str, str] = {
     "weight_decay_too_large": "any training stage with weight decay on, as the cause of a "
     "failure (sum of lr x weight_decay over the stage)",
     "model_error": "any training stage (a stage error: exit 2, the step and module named)",
+    "out_of_memory": "any training stage (a stage error: exit 2, the batch size that fits)",
+    "storage_error": "any stage (a stage error: exit 2; --resume continues)",
+    "run_locked": "the start of a run or a --resume (exit 2, before anything is written)",
 }
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 import dlsteps
 from dlsteps.errors import ModelError, UserError
-from dlsteps.train.engine import StepFailed
+from dlsteps.train.engine import OutOfMemory, StepFailed
 
 # torch's words when a batchnorm layer sees one value per channel in training mode, told
 BATCHNORM_ONE_VALUE = (
@@ -34,6 +34,8 @@ def step_error(failed: StepFailed, model: nn.Module) -> UserError:
     if isinstance(cause, UserError):
         return cause
     assert cause is not None
+    if isinstance(failed, OutOfMemory):
+        return _out_of_memory(failed, cause)
     module, place = _where(cause, model)
     where = (f" in module '{module}'" if module else "") + (f" at {place}" if place else "")
     text = f"{type(cause).__name__}{where}: {cause}"
@@ -45,6 +47,29 @@ def step_error(failed: StepFailed, model: nn.Module) -> UserError:
     if "more than 1 value per channel" in str(cause):
         message += BATCHNORM_ONE_VALUE
     error = ModelError(f"{message}. Run with --debug for the traceback.")
+    error.step = failed.step  # type: ignore[attr-defined]
+    return error
+
+
+def _out_of_memory(failed: OutOfMemory, cause: BaseException) -> UserError:
+    """The batch size that fits, as the one thing to change (``out_of_memory``)."""
+    said = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else ""
+    what = f"{type(cause).__name__}: {said}" if said else type(cause).__name__
+    head = (
+        f"step {failed.step} ({failed.phase}): out of memory at batch size {failed.size} ({what})"
+    )
+    if failed.fits is None:
+        fix = (
+            "not even one sample fits: use a smaller model or smaller inputs, or a device "
+            "with more memory"
+        )
+    else:
+        fix = (
+            f"batch size {failed.fits} fits (found by halving {failed.size}): set "
+            f"data.batch_size: {failed.fits} (in overfit-few, stages.overfit-few.samples), "
+            "or use a smaller model; on CUDA, precision: bf16 halves the activations"
+        )
+    error = UserError(f"{head}. {fix}. Run with --debug for the traceback.", "out_of_memory")
     error.step = failed.step  # type: ignore[attr-defined]
     return error
 

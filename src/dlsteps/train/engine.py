@@ -39,6 +39,7 @@ from torch import nn
 from dlsteps.data.loading import Batch
 from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Row
+from dlsteps.train import memory
 from dlsteps.train.steps import TrainStep, output_spread
 
 
@@ -123,6 +124,30 @@ class StepFailed(Exception):
         super().__init__(f"step {step} ({phase})")
         self.step, self.phase = step, phase
         self.shapes = (_described(x), _described(y))
+
+
+class OutOfMemory(StepFailed):
+    """The step's allocation was refused; ``fits`` is the largest halved batch size that
+    ran (``None``: not even one sample), ``size`` the batch size that did not."""
+
+    def __init__(
+        self, step: int, phase: str, x: torch.Tensor, y: torch.Tensor, fits: int | None
+    ) -> None:
+        super().__init__(step, phase, x, y)
+        self.size, self.fits = int(x.shape[0]), fits
+
+
+def _failed(
+    s: FitSetup, step: int, phase: str, x: torch.Tensor, y: torch.Tensor, exc: Exception
+) -> StepFailed:
+    """What the loop raises when the user's step raised ``exc``: a refused allocation is
+    probed for the batch size that fits before the stage stops."""
+    if not memory.is_out_of_memory(exc):
+        return StepFailed(step, phase, x, y)
+    memory.release(exc)
+    backward = phase == "train step"
+    fits = memory.fitting_batch(s.model, s.loss_fn, s.autocast, x, y, backward=backward)
+    return OutOfMemory(step, phase, x, y, fits)
 
 
 def _described(t: torch.Tensor) -> str:
@@ -297,7 +322,7 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
             try:
                 loss, norm, extra = s.step(x, y)
             except Exception as exc:
-                raise StepFailed(step, "train step", x, y) from exc
+                raise _failed(s, step, "train step", x, y, exc) from exc
             pending.add_host(step, "lr", s.optimizer.param_groups[0]["lr"])
             if s.scheduler is not None:
                 s.scheduler.step()
@@ -309,7 +334,7 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
                 try:
                     vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
                 except Exception as exc:
-                    raise StepFailed(step, "val batch", vx, vy) from exc
+                    raise _failed(s, step, "val batch", vx, vy, exc) from exc
                 pending.add(step, "val/loss", vloss)
                 pending.add(step, "diag/output_spread", spread)
             timer.stop(step, pending)

@@ -43,7 +43,9 @@ def check_device(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN or infinity in a learning rate, a threshold or a weight would pass every ``> 0``
+    # check and only show up as a broken run: refused here, naming the key
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -348,6 +350,19 @@ class Config(_Strict):
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-stage overlays: any key above + stage knobs"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        """The run directory is ``runs/<name>-<time>``: one folder name, inside ``runs/``."""
+        if value is None:
+            return value
+        if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+            raise ValueError(
+                f"{value!r} is not a folder name: a run name may not be empty, '.' or '..', "
+                "or hold / or \\ (the run directory is runs/<name>-<time>)"
+            )
+        return value
 
     @field_validator("task")
     @classmethod

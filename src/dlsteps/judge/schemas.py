@@ -21,7 +21,7 @@ from pydantic import (
 class TrainingGate(BaseModel):
     """What every training stage's gate reads."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     window: PositiveInt = Field(10, description="batches averaged for the train-loss figures")
     val_smooth: PositiveInt = Field(10, description="val-loss points in the smoothing window")

@@ -560,15 +560,21 @@ def check_schedules(plans: Sequence[StagePlan], train_size: int) -> list[Diagnos
     return found
 
 
+# A stage's schedule is replayed for at most this many steps (a quarter second): a config
+# with steps: 10**12 is checked on its first 50,000, not replayed for days.
+MAX_SIMULATED = 50_000
+
+
 def simulated_lrs(optim: Any, steps: int) -> list[float] | None:
-    """The LR of every step of a stage under ``optim``'s schedule, from the very scheduler
-    a stage builds (on a one-parameter optimizer); None without a schedule."""
+    """The LR of every step of a stage under ``optim``'s schedule (its first
+    ``MAX_SIMULATED`` steps), from the very scheduler a stage builds (on a one-parameter
+    optimizer); None without a schedule."""
     dummy = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=optim.lr)
     scheduler = make_scheduler(dummy, optim, steps, plain=False)
     if scheduler is None:
         return None
     lrs = []
-    for _ in range(steps):
+    for _ in range(min(steps, MAX_SIMULATED)):
         lrs.append(dummy.param_groups[0]["lr"])
         dummy.step()
         scheduler.step()

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/seg.yaml
 
-.PHONY: run test lint format clean browser
+.PHONY: run test lint format clean browser postgres
 
 # CPU-only torch on a machine without a GPU (no CUDA libraries: a fraction of the download):
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -15,7 +15,7 @@ $(BIN)/dlsteps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e '.[dev,timm,hf]'
+	$(BIN)/pip install --quiet -e '.[dev,timm,hf,postgres]'
 	touch $(BIN)/dlsteps
 
 run: $(BIN)/dlsteps
@@ -44,6 +44,15 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: could not install chromium; the report browser test will be skipped"
+
+# PostgreSQL from the system's packages, for the test that runs two ablation workers on one
+# study in a real database (skipped, with the reason, where no server can start). CI runs this.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; } || \
+	  echo "warning: could not install postgresql; the shared-study database test will be skipped"
 
 clean:
 	rm -rf $(VENV) runs/*-*/

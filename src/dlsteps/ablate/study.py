@@ -17,10 +17,16 @@ worker. A search draws new trials with ``study.ask()`` until ``trials`` are coun
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import importlib.util
 import json
 import os
 import socket
-from collections.abc import Mapping
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -76,11 +83,99 @@ def open_storage(url: str | None, directory: Path) -> BaseStorage:
             raise UserError(f"--storage {url}: directory {path.parent} does not exist")
         return JournalStorage(JournalFileBackend(str(path)))
     try:
-        return RDBStorage(url)
+        interval = heartbeat_seconds()
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                with_driver(url), heartbeat_interval=interval, grace_period=3 * interval
+            )
     except (ImportError, ModuleNotFoundError) as exc:
         raise UserError(f"--storage: the database driver is not installed ({exc})") from exc
     except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this URL"
         raise UserError(f"--storage: cannot open {_safe(url)}: {exc}") from exc
+
+
+# Optuna 4.9 renamed the callback that re-queues a trial whose heartbeat stopped
+try:
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _Retry
+except ImportError:  # optuna < 4.9
+    from optuna.storages import RetryFailedTrialCallback as _Retry
+
+HEARTBEAT_ENV = "DLSTEPS_HEARTBEAT_SECONDS"
+
+
+def heartbeat_seconds() -> int:
+    """How often a worker on a database study says it is alive (``DLSTEPS_HEARTBEAT_SECONDS``,
+    default 10); one silent for three intervals is failed and its trial queued again."""
+    text = os.environ.get(HEARTBEAT_ENV, "10")
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise UserError(f"{HEARTBEAT_ENV}={text!r}: expected a whole number of seconds, >= 1")
+    return seconds
+
+
+def stale_checked(study: optuna.Study) -> bool:
+    """Fail the trials whose worker stopped sending heartbeats (``kill -9``, a lost
+    machine), recorded as interrupted, and queue each again with the same params (Optuna's
+    retry callback: the retry notes ``failed_trial``). ``False`` when the storage keeps no
+    heartbeats (a journal file: ``--resume`` recovers those trials)."""
+    storage = study._storage
+    if not (isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval()):
+        return False
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        before = copy.deepcopy(storage.get_trial(trial_id))  # the retry copies its attrs
+        try:
+            # said while it still runs: a finished trial takes no more attributes
+            storage.set_trial_user_attr(
+                trial_id, "interrupted", "its worker stopped (no heartbeat)"
+            )
+            failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another worker failed it first, and queued its retry
+        if failed:
+            with warnings.catch_warnings():  # the retry callback is "experimental" too
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                _Retry(max_retry=3)(study, before)
+    return True
+
+
+@contextlib.contextmanager
+def heartbeat(trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while the block runs (database studies)."""
+    storage = trial.study._storage
+    interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="ablate-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def with_driver(url: str) -> str:
+    """A plain ``postgresql://`` URL names the driver that is installed: SQLAlchemy 2.1
+    picks psycopg (3) for it and 2.0 psycopg2, so either package works with either."""
+    if not url.startswith("postgresql://"):
+        return url
+    for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return dialect + url[len("postgresql") :]
+    return url  # SQLAlchemy's own error then names the missing driver
 
 
 def make_pruner(p: Mapping[str, Any]) -> optuna.pruners.BasePruner:
@@ -155,6 +250,19 @@ def claim(study: optuna.Study, storage: BaseStorage, spec: StudySpec) -> optuna.
     A ``WAITING`` trial (a grid point, or a retry of an interrupted one) goes to whichever
     worker's RUNNING transition the storage accepts first; the others move on.
     """
+    while True:
+        beats = stale_checked(study)
+        if (trial := _waiting(study, storage)) is not None:
+            return trial
+        if spec.search and counted(study) < spec.trials:
+            return _mark(study.ask())
+        if not (beats and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+            return None
+        # trials still run elsewhere: one whose worker dies comes back as a waiting retry
+        time.sleep(storage.get_heartbeat_interval())
+
+
+def _waiting(study: optuna.Study, storage: BaseStorage) -> optuna.Trial | None:
     study_id = storage.get_study_id_from_name(study.study_name)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
@@ -163,8 +271,6 @@ def claim(study: optuna.Study, storage: BaseStorage, spec: StudySpec) -> optuna.
                 return _mark(optuna.Trial(study, trial_id))
         except UpdateFinishedTrialError:
             continue
-    if spec.search and counted(study) < spec.trials:
-        return _mark(study.ask())
     return None
 
 
@@ -197,6 +303,7 @@ def recover(study: optuna.Study, storage: BaseStorage) -> list[int]:
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried |= {t.system_attrs.get("failed_trial") for t in trials}  # heartbeat retries
     again = [t for t in trials if _interrupted(t) and t.number not in retried]
     for t in again:
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})

@@ -20,7 +20,7 @@ import optuna
 import torch
 
 from dlsteps.ablate import results
-from dlsteps.ablate.study import claim, load, open_storage
+from dlsteps.ablate.study import claim, heartbeat, load, open_storage
 from dlsteps.ablate.trial import Outcome, run_trial
 from dlsteps.errors import EXIT_INTERRUPTED
 from dlsteps.train import interrupts
@@ -51,7 +51,8 @@ def work(job: Job, say: Say) -> bool:
     storage = open_storage(job.storage, directory)
     study, spec = load(storage, job.study, job.worker)
     while (trial := claim(study, storage, spec)) is not None:
-        outcome = run_trial(trial, spec, directory, job.device)
+        with heartbeat(trial):  # a database study re-runs a trial whose worker goes silent
+            outcome = run_trial(trial, spec, directory, job.device)
         results.write_hparams(
             outcome.run_dir,
             outcome.params,

@@ -123,6 +123,7 @@ def _answer(raw: Any) -> Any:
 SEEN = {"loaded": 0, "refused": 0}
 
 
+@pytest.mark.xdist_group("config-fuzz")  # one worker: the next test reads its tally
 @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(config=mutated())
 def test_a_thousand_mutated_configs_load_or_are_refused_naming_the_key(config, tmp_path_factory):
@@ -139,6 +140,7 @@ def test_a_thousand_mutated_configs_load_or_are_refused_naming_the_key(config, t
     made.path.rmdir()
 
 
+@pytest.mark.xdist_group("config-fuzz")
 def test_the_fuzzer_reached_both_answers():
     """Runs after the thousand (file order): both kinds were drawn, so neither was empty."""
     if SEEN["loaded"] + SEEN["refused"] == 0:

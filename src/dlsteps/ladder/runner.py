@@ -8,6 +8,7 @@ skipped until configured, or trained (``ladder.training``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     digest = config_hash(resolved)
     previous: dict[str, Any] | None = None
     project = Project(loaded, device)
+    new_root = not opts.runs_root.exists()
     run = _open_run_dir(loaded, opts)
     project.attach(run)  # the data sets cache their image statistics in the run directory
     if opts.resume is None and stages:
@@ -114,6 +116,9 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
             project.check_builds(loaded.plans[stages[0]])
         except UserError:  # a config that does not build leaves no directory behind
             run.discard_unrecorded()
+            if new_root and run.writes:
+                with contextlib.suppress(OSError):  # only if nothing else is in it
+                    opts.runs_root.rmdir()
             raise
     if opts.resume is not None:
         previous = run.summary_to_resume(digest)

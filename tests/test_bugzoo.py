@@ -81,7 +81,12 @@ WARNINGS = {
     "sparse_masks": ("preflight", "labels_ignored"),
     "faint_signal": ("full-data", "near_chance"),
 }
-CONTROLS = ("control_classification", "control_segmentation", "control_regression")
+CONTROLS = (
+    "control_classification",
+    "control_segmentation",
+    "control_regression",
+    "control_imbalanced",
+)
 
 
 def _run(cli, case: str, run_dir: Path, *sets: str, to: str | None = None) -> tuple[int, dict]:

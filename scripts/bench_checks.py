@@ -150,7 +150,8 @@ def bench_once(config_path: Path) -> None:
     loaded = load_config(config_path)
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(Path(tmp))
-        project = Project(loaded, run, torch.device("cpu"))
+        project = Project(loaded, torch.device("cpu"))
+        project.attach(run)
         plan = loaded.plans["overfit-few"]
         task = project.task(plan)
         train, val = project.datasets(plan)

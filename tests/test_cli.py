@@ -88,6 +88,7 @@ def test_help_shows_no_bool_type_and_one_line_per_command(cli, monkeypatch) -> N
         "explain",
         "report",
         "profile",
+        "lr-find",
         "init",
         "ablate",
     ]

@@ -360,8 +360,10 @@ def lr_find_cmd(
     run_dir: RunDirOpt = None,
     device: DeviceOpt = None,
 ) -> None:
-    """A learning-rate range test: the suggested rate, and the curve (TensorBoard,
-    RUN_DIR/report.html); the model's weights are restored afterwards."""
+    """A learning-rate range test: the suggested rate and the loss-against-rate curve.
+
+    The curve goes to TensorBoard and RUN_DIR/report.html; the model's weights are
+    restored afterwards."""
     from dlsteps.tools.lr_find import lr_find
 
     result = lr_find(config, set_ or [], on, low, high, steps, run_dir, device)
@@ -384,8 +386,10 @@ def init(
         typer.Option("--from-folder", help="your data folder: write a config that reads it"),
     ] = None,
 ) -> None:
-    """Write a working starter project (dlsteps.yaml, my_data.py, my_model.py), or with
-    --from-folder a dlsteps.yaml that reads your images where they are."""
+    """Write a starter project, or a config that reads your image folder as it is.
+
+    Without --from-folder: dlsteps.yaml, my_data.py and my_model.py, a working project
+    of --task to edit. With --from-folder PATH: a dlsteps.yaml that reads PATH."""
     from dlsteps.tools.scaffold import scaffold
 
     written = scaffold(directory, task, from_folder)

@@ -356,8 +356,7 @@ CAUGHT_AT: dict[str, str] = {
     "nan_loss": "preflight (NaN/Inf in the data, or at init); any training stage (step given)",
     "fancy_features": "preflight (warning)",
     "bad_update": "the first step of every training stage (optimizer hooks)",
-    "dead_units": "any training stage (health/dead/<layer> at flushes; the headline of a "
-    "failure, a warning otherwise)",
+    "dead_units": "any training stage (health/dead/<layer> at flushes), as the cause of a failure",
     "batch_mixing": "preflight (gradient of one sample's output w.r.t. the other inputs)",
     "unregistered_parameters": "preflight (the model's attributes)",
     "schedule_mismatch": "preflight (each training stage's LR schedule, simulated)",

@@ -502,7 +502,8 @@ def check_weight_decay(curves: Curves) -> Diagnosis | None:
 
 def check_dead_units(curves: Curves) -> Diagnosis | None:
     """ReLU layers whose units are nearly all 0 for every input of the probe batch at the
-    end of the stage (``health/dead/<layer>``): they pass no gradient back."""
+    end of the stage (``health/dead/<layer>``): they pass no gradient back. Read only as
+    the cause of a failed stage (``likely_cause``)."""
     dead = {
         tag.removeprefix("health/dead/"): curve.last
         for tag, curve in curves.items()

@@ -107,6 +107,7 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         )
     resolved = resolved_dict(loaded)
     project = Project(loaded, device)
+    new_root = not opts.runs_root.exists()
     run = _open_run_dir(loaded, opts)
     notes: list[str] = []
     try:
@@ -138,6 +139,9 @@ def _run_in(
             project.check_builds(loaded.plans[stages[0]])
         except UserError:  # a config that does not build leaves no directory behind
             run.discard_unrecorded()
+            if new_root and run.writes:
+                with contextlib.suppress(OSError):  # only if nothing else is in it
+                    opts.runs_root.rmdir()
             raise
     if opts.resume is not None:
         previous = run.summary_to_resume(digest)

@@ -183,9 +183,9 @@ def _y_ticks(lo: float, hi: float, log_y: bool, py, width: int) -> list[str]:
 def _x_ticks(lo: float, hi: float, px, height: int, label: str) -> list[str]:
     out = []
     ticks = nice_ticks(lo if lo < 0 else max(lo, 0.0), hi)
-    for t, label in zip(ticks, tick_labels(ticks), strict=True):
+    for t, tick in zip(ticks, tick_labels(ticks), strict=True):
         x = float(px(np.asarray(t)))
-        out.append(f'<text x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" class="xtick">{label}</text>')
+        out.append(f'<text x="{x:.1f}" y="{height - PAD_BOTTOM + 16}" class="xtick">{tick}</text>')
     out.append(
         f'<text x="{PAD_LEFT + (px(np.asarray(hi)) - PAD_LEFT) / 2:.1f}" y="{height - 4}" '
         f'class="xtick">{escape(label)}</text>'

@@ -82,7 +82,8 @@ def lr_find(
     cfg = plan.config
     torch_device = resolve_device(device or cfg.device)
     run = RunDir.fresh(run_dir) if run_dir else RunDir.new(Path("runs"), f"{loaded.name}-lrfind")
-    project = Project(loaded, run, torch_device)
+    project = Project(loaded, torch_device)
+    project.attach(run)
     train, _ = project.datasets(plan)
     task = project.task(plan)
     model = project.model(plan)

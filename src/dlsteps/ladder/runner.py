@@ -112,7 +112,9 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
     notes: list[str] = []
     try:
         with run.locked(notes):
-            return _run_in(run, project, loaded, opts, stages, task.ladder, resolved, notes)
+            return _run_in(
+                run, project, loaded, opts, stages, task.ladder, resolved, notes, new_root
+            )
     except OSError as exc:  # a full disk, a folder that became read-only: no traceback
         if (error := storage_error(exc, run.path)) is None:
             raise
@@ -128,8 +130,10 @@ def _run_in(
     ladder: Sequence[Stage],
     resolved: dict[str, Any],
     notes: list[str],
+    new_root: bool,
 ) -> tuple[dict[str, Any], int]:
-    """The run in its (locked) directory: the summary, then the climb."""
+    """The run in its (locked) directory: the summary, then the climb. ``new_root``: the
+    runs folder was made for this run (a config that does not build removes it again)."""
     digest = config_hash(resolved)
     device = project.device
     previous: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,11 +21,12 @@ from torch.utils.data import Dataset
 from dlsteps.config import LoadedConfig, StagePlan
 from dlsteps.data.loading import workers
 from dlsteps.data.registry import build_datasets
-from dlsteps.data.stats import DataStats, data_stats
+from dlsteps.data.stats import DataStats, ItemParts, data_stats
 from dlsteps.models.registry import build_model
 from dlsteps.rundir.run import RunDir
 from dlsteps.tasks import make_task
 from dlsteps.tasks.base import Task
+from dlsteps.train.user_step import resolve_step
 
 
 @dataclass
@@ -46,8 +48,11 @@ class Project:
 
     def check_builds(self, plan: StagePlan) -> None:
         """Build ``plan``'s data sets (kept) and a model (dropped: every stage builds its
-        own from the seed); a ``UserError`` here means the config does not build."""
+        own from the seed) and import the config's own step; a ``UserError`` here means
+        the config does not build."""
         self.model(plan)
+        if plan.config.step is not None:
+            resolve_step(plan.config.step)
 
     def task(self, plan: StagePlan) -> Task:
         return make_task(plan.config)
@@ -81,6 +86,7 @@ class Project:
                 seed=cfg.seed,
                 cache=self.run.data_stats_json if own else None,
                 save=self.run.writes,
+                parts=item_parts(cfg),
             )
         return self._stats[key]
 
@@ -96,6 +102,15 @@ class Project:
         seed_everything(plan.config.seed)
         model = plan.config.model
         return build_model(model.name, model.args, implied, output=model.output).to(self.device)
+
+
+def item_parts(config: Any) -> ItemParts:
+    """How the data pass reads an item: an (input, target) pair, or for the config's own
+    ``step`` any structure whose parts ``data.inputs``/``data.target`` name."""
+    if config.step is None:
+        return ItemParts()
+    inputs = tuple(config.data.inputs) if config.data.inputs else None
+    return ItemParts(pairs=False, inputs=inputs, target=config.data.target)
 
 
 def _data_key(plan: StagePlan) -> str:

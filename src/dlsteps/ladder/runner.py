@@ -34,6 +34,7 @@ from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import STAGES, Stage, canonical_stage
 from dlsteps.ladder.training import StageRun, train_stage
 from dlsteps.preflight.checks import check_schedules, exit_code_codes, run_preflight
+from dlsteps.preflight.step_checks import run_step_preflight
 from dlsteps.report.console import Reporter
 from dlsteps.report.html import write_report
 from dlsteps.rundir.run import RunDir, finished_entries, overall_status, stamp
@@ -43,6 +44,7 @@ from dlsteps.train.checkpoint import config_hash
 from dlsteps.train.engine import Callback
 from dlsteps.train.optim import check_optim
 from dlsteps.train.threads import RunThreads
+from dlsteps.train.user_step import resolve_step
 
 
 @dataclass
@@ -297,6 +299,10 @@ class _Climb:
         notes: list[str] = []
         if stage.kind == "check":  # judged on rank 0 alone, like every gate
             verdict = distributed.once(lambda: self._preflight(plan))
+            skipped = verdict.figures.get("skipped_checks", {})  # the config's own step
+            notes = [f"skipped: {check}: {why}" for check, why in skipped.items()]
+            for note in notes:
+                self.reporter.message(f"  [dim]· {note}[/dim]")
         elif refused := self._refusal(stage):
             self.reporter.message(
                 f"[bold]▶ {stage.name}[/bold]: refused, {', '.join(stage.prerequisites)} "
@@ -327,10 +333,16 @@ class _Climb:
         stats = project.stats(plan)
         model = project.model(plan)
         task = project.task(plan)
-        loss_fn = task.loss().to(project.device)
-        verdict = run_preflight(
-            model, loss_fn, train, val, stats, plan.config, project.device, task
-        )
+        if plan.config.step is not None:
+            step = resolve_step(plan.config.step)
+            verdict = run_step_preflight(
+                model, step, train, val, stats, plan.config, project.device, task
+            )
+        else:
+            loss_fn = task.loss().to(project.device)
+            verdict = run_preflight(
+                model, loss_fn, train, val, stats, plan.config, project.device, task
+            )
         scheduled = [
             self.loaded.plans[s.name]
             for s in self.ladder

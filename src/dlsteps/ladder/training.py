@@ -53,6 +53,7 @@ from dlsteps.train.engine import (
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
 from dlsteps.train.steps import SupervisedStep, TrainStep
 from dlsteps.train.threads import RunThreads
+from dlsteps.train.user_step import UserEval, UserStep, resolve_step
 from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
 
 
@@ -121,7 +122,19 @@ def train_stage(
     scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
     loss_fn = task.loss().to(project.device)
     autocast = make_autocast(project.device, cfg.precision)
-    step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
+    user = resolve_step(cfg.step) if cfg.step else None
+    if user is not None:
+        step: TrainStep = UserStep(
+            user,
+            distributed.wrap(model, project.device),
+            optimizer,
+            autocast,
+            cfg.optim.grad_clip,
+            _grad_scaler(project.device, cfg),
+        )
+        notes.append(f"train and val steps: {user.name}")
+    else:
+        step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
     live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
     ckpts = resume.StageCheckpoints(
         stage_dir,
@@ -161,6 +174,7 @@ def train_stage(
         autocast=autocast,
         flush_every=min(cfg.log.flush_every, gate.window) if stage.plain else cfg.log.flush_every,
         callbacks=callbacks,
+        evaluate=UserEval(user, model, autocast) if user is not None else None,
     )
     if distributed.active():
         setup = distributed.adapt(setup)
@@ -180,7 +194,8 @@ def train_stage(
     primary = task.primary(cfg.metrics.primary)
     verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary, findings))
     headline = next((d.code for d in verdict.diagnoses if d.severity == "fail"), None)
-    if initial is not None and headline in TRY_CODES and not distributed.active():
+    tries = user is None and not distributed.active()  # the sweep trains the task's loss
+    if initial is not None and headline in TRY_CODES and tries:
         assert isinstance(train_source, FixedBatch)
         tried = tried_rates(
             plan, model, initial, train_source, loss_fn, project.device, _reached(gate), total
@@ -236,6 +251,7 @@ def _sources(
     the whole augmented train set otherwise) and the random val batches."""
     project, cfg, knobs = ctx.project, plan.config, plan.knobs
     train, val = project.datasets(plan)
+    pairs = cfg.step is None  # the config's own step takes batches of any structure
     device = project.device
     pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else device.type == "cuda"
     loading = {
@@ -247,7 +263,9 @@ def _sources(
     if plain:
         indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
         notes.append(f"train samples {indices} in one batch")
-        source: FixedBatch | StepStream = FixedBatch(NamedItems(train, "train"), indices, device)
+        source: FixedBatch | StepStream = FixedBatch(
+            NamedItems(train, "train", pairs), indices, device
+        )
     else:  # augmentation wraps the train set only: val stays the same for every stage
         entries = resolve_entries(knobs.augmentations, train)
         augmented = augment_train(
@@ -258,14 +276,14 @@ def _sources(
         elif knobs.augmentations == "auto":
             notes.append("no default augmentation for non-image inputs; set augmentations")
         source = StepStream(
-            NamedItems(augmented, "train"),
+            NamedItems(augmented, "train", pairs),
             distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
             cfg.seed,
             **loading,
         )
     val_key = "data.val_batch_size" if cfg.data.val_batch_size else "data.batch_size"
     val_source = StepStream(
-        NamedItems(val, "val"),
+        NamedItems(val, "val", pairs),
         distributed.per_rank_batch(cfg.data.val_batch_size or cfg.data.batch_size, val_key),
         cfg.seed + 1,
         split="val",
@@ -340,8 +358,13 @@ def _fit_logged(
             logbook.write([Row(0, "optim/weight_decay", float(decay))])
         if stage.logs_baseline and not start:
             logbook.write(_baselines(project, task, plan, setup))
-        observer = None
-        if project.run.writes:  # full val metrics and pictures on the process that logs
+        observer, health = None, None
+        if project.run.writes and plan.config.step is not None:
+            # the task's metrics and pictures read (input, target) batches; the layers'
+            # health is measured through the config's own step
+            health = _step_health(project, plan, setup.model, logbook)
+            setup.callbacks = [*setup.callbacks, health]
+        elif project.run.writes:  # full val metrics and pictures on the process that logs
             observer = StageObserver(
                 plan,
                 task,
@@ -368,11 +391,21 @@ def _fit_logged(
                 observer.close()
             raise ckpts.interrupted(result.last_step)
         # killed after its final checkpoint: the stage only needs judging
-        if not resume.finished(point) and observer is not None:
+        if not resume.finished(point) and health is not None:
             health.measure(result.last_step)
+        if not resume.finished(point) and observer is not None:
             # the stage-end metrics the gates compare
             observer.finish(result.last_step, worst=stage.shows_worst)
     return result
+
+
+def _step_health(project: Project, plan: StagePlan, model: nn.Module, logbook: Any) -> LayerHealth:
+    """Layer health on the first val items, run through the config's own step."""
+    user = resolve_step(plan.config.step or "")
+    _, val = project.datasets(plan)
+    count = min(HEALTH_SAMPLES, len(val))
+    probe = FixedBatch(NamedItems(val, "val", pairs=False), list(range(count)), project.device)
+    return LayerHealth(model, probe.batch, logbook, forward=lambda batch: user(model, batch))
 
 
 def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -> list[Row]:

@@ -153,8 +153,8 @@ class MeanLossStep:
     def __init__(self, step: Callable[..., Any]) -> None:
         self.step = step
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Any:
-        loss, norm, extra = self.step(x, y)
+    def __call__(self, batch: Any) -> Any:
+        loss, norm, extra = self.step(batch)
         return _mean(loss), norm, extra
 
 

@@ -84,3 +84,94 @@ def test_nested_batches_move_count_and_compare_as_a_whole() -> None:
     assert paths == ["batch['image']", "batch['extra'][0]", "batch['extra'][1][0]"]
     changed = {**batch, "extra": (torch.ones(4), [torch.arange(4) + 1])}
     assert same(batch, batch) and not same(batch, changed)
+
+
+class _Broken(torch.utils.data.Dataset):
+    """Dict items of ``own_steps.pairs`` with one thing broken (``how``)."""
+
+    num_classes = 2
+
+    def __init__(self, base: torch.utils.data.Dataset, how: str) -> None:
+        self.base, self.how = base, how
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        if self.how == "nan" and i == 3:
+            item["right"] = item["right"].clone()
+            item["right"][0] = float("nan")
+        if self.how == "random_label":
+            item["label"] = torch.randint(0, 2, ())
+        if self.how == "label_plus_one":
+            item["label"] = item["label"] + 1
+        return item
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "says"),
+    [
+        ("nan", "nan_loss", "indices [3]"),
+        ("random_label", "nondeterministic_labels", "different target ('label')"),
+        ("val_is_train", "split_overlap", "byte-identical"),
+    ],
+)
+def test_preflight_walks_dict_items(how: str, code: str, says: str, monkeypatch) -> None:
+    """NaN in one part of a dict item, a target that changes between reads, and val items
+    equal to train items are found in nested batches as in (input, target) pairs."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    from own_steps import pairs, two_towers
+
+    from dlsteps.config.load import build_config
+    from dlsteps.data.stats import ItemParts, data_stats
+    from dlsteps.preflight.step_checks import run_step_preflight
+    from dlsteps.tasks import make_task
+    from dlsteps.train.user_step import resolve_step
+
+    config = build_config({**OWN_STEP, "data": {"target": "label"}}, "test").base
+    train, val = pairs(0, 128, 32)
+    if how == "val_is_train":
+        val = torch.utils.data.Subset(train, list(range(32)))
+    else:
+        train = _Broken(train, how)
+    parts = ItemParts(pairs=False, target="label")
+    stats = data_stats(train, val, labels=True, parts=parts)
+    model = two_towers()
+    verdict = run_step_preflight(
+        model, resolve_step("own_steps:step"), train, val, stats, config, torch.device("cpu"),
+        make_task(config),
+    )  # fmt: skip
+    found = [d for d in verdict.diagnoses if d.code == code and d.severity == "fail"]
+    assert found and says in found[0].message, verdict.diagnoses
+    assert verdict.status == "failed"
+
+
+def test_a_declared_task_with_named_parts_runs_the_task_checks(monkeypatch) -> None:
+    """task + data.inputs/data.target: the label range and the loss at init (ln 2 for two
+    classes) are checked on the step's outputs; labels 1..2 for 2 outputs are caught."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    from own_steps import pairs, two_towers
+
+    from dlsteps.config.load import build_config
+    from dlsteps.data.stats import ItemParts, data_stats
+    from dlsteps.preflight.step_checks import TASK_CHECKS, run_step_preflight
+    from dlsteps.tasks import make_task
+    from dlsteps.train.user_step import resolve_step
+
+    data = {"inputs": ["left", "right"], "target": "label"}
+    config = build_config({**OWN_STEP, "task": "classification", "data": data}, "test").base
+    parts = ItemParts(pairs=False, inputs=("left", "right"), target="label")
+    step = resolve_step("own_steps:step")
+    for how, failed in (("none", False), ("label_plus_one", True)):
+        train, val = pairs(0, 128, 32)
+        train, val = _Broken(train, how), _Broken(val, how)
+        stats = data_stats(train, val, labels=True, parts=parts)
+        verdict = run_step_preflight(
+            two_towers(), step, train, val, stats, config, torch.device("cpu"), make_task(config)
+        )
+        codes = [d.code for d in verdict.diagnoses if d.severity == "fail"]
+        assert set(codes) == ({"label_out_of_range"} if failed else set()), verdict.diagnoses
+        if not failed:  # (labels out of range stop preflight before the step would raise)
+            assert not set(TASK_CHECKS) & set(verdict.figures["skipped_checks"])
+            assert abs(verdict.figures["expected_init_loss"] - 0.6931) < 1e-3

@@ -12,6 +12,8 @@ from torch.utils.data import Dataset
 class PairsOfVectors(Dataset):
     """Items ``{"left": (8,), "right": (8,), "label": int}``; the label needs both sides."""
 
+    num_classes = 2
+
     def __init__(self, n: int, seed: int, split: int) -> None:
         w = torch.randn(2, 8, generator=torch.Generator().manual_seed(seed))
         gen = torch.Generator().manual_seed(seed * 101 + split + 1)

@@ -305,6 +305,12 @@ CATALOG: dict[str, CodeInfo] = {
         "initialise biases at 0, lower the learning rate, normalise the inputs; LeakyReLU "
         "or GELU keep a gradient where ReLU has none",
     ),
+    "step_error": CodeInfo(
+        "the config's own step (or a LightningModule's training_step) returned no usable loss",
+        "a step that forgets to return the loss (None), returns a float or a dict without "
+        "'loss', or a loss of many values (not reduced)",
+        "return the loss as a one-value tensor, or (loss, outputs); reduce it with .mean()",
+    ),
     "prerequisite_not_passed": CodeInfo(
         "a stage was refused because the stages it builds on have not passed",
         "the adversarial stage run alone, or after an L1 stage (overfit-one, overfit-few, "
@@ -361,6 +367,7 @@ CAUGHT_AT: dict[str, str] = {
     "weight_decay_too_large": "any training stage with weight decay on, as the cause of a "
     "failure (sum of lr x weight_decay over the stage)",
     "model_error": "any training stage (a stage error: exit 2, the step and module named)",
+    "step_error": "preflight (one call of the step on a probe batch: exit 2)",
 }
 
 

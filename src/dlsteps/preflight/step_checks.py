@@ -37,6 +37,7 @@ from dlsteps.preflight.checks import (
     check_overlap,
     check_shapes,
     check_unregistered,
+    exit_code_codes,
     probe_indices,
 )
 from dlsteps.tasks.base import LabelInfo, Task
@@ -77,6 +78,12 @@ def run_step_preflight(
     }
     if isinstance(sampled, Diagnosis):
         return verdict_of([*found, sampled], figures)
+    declared = getattr(train, "num_classes", None)
+    labels_first = _task_reason(config) is None and declared is not None
+    if labels_first:  # before the step: a label out of range would make it raise
+        found += task.check_labels(stats, declared, _label_info(train))
+        if any(d.code in exit_code_codes() and d.severity == "fail" for d in found):
+            return verdict_of(found, figures)
     batch = to_device(sampled, device)
     figures["batch"] = described(batch)
     model.train()
@@ -105,7 +112,9 @@ def run_step_preflight(
         )
     else:
         found += check_step_gradient(model, loss, step)
-    found += _task_checks(task, config, stats, batch, loss, outputs, skipped, figures, train)
+    found += _task_checks(
+        task, config, stats, batch, loss, outputs, skipped, figures, train, labels_first
+    )
     skipped[BASELINE_CHECK] = (
         "the step computes its own loss, which no closed-form baseline knows; full-data "
         "judges the val loss against its own start"
@@ -206,6 +215,19 @@ def _part(item: Any, key: str) -> Any:
         ) from exc
 
 
+def _task_reason(config: Config) -> str | None:
+    """Why the task's checks cannot run on this config's batches (None: they can)."""
+    if not config.declares_task:
+        return "no task in the config: with `step`, declare `task:` to run it"
+    if config.data.target is None or not config.data.inputs:
+        return "the batch's parts are not named: set data.inputs and data.target"
+    return None
+
+
+def _label_info(train: Dataset) -> LabelInfo:
+    return LabelInfo(getattr(train, "num_classes", None), getattr(train, "class_names", None))
+
+
 def _probe_batch(train: Dataset) -> Any:
     """Up to ``PROBE_BATCH`` train items spread over the set, collated as training will
     (the data set's ``collate_fn`` if it has one), or the ``shape_mismatch`` that says
@@ -234,16 +256,13 @@ def _task_checks(
     skipped: dict[str, str],
     figures: dict[str, Any],
     train: Dataset,
+    labels_checked: bool,
 ) -> list[Diagnosis]:
     """The task's checks on the step's outputs and the named target, where the config
     makes them possible; the others go to ``skipped`` with the reason."""
     data = config.data
-    reason = None
-    if not config.declares_task:
-        reason = "no task in the config: with `step`, declare `task:` to run it"
-    elif data.target is None or not data.inputs:
-        reason = "the batch's parts are not named: set data.inputs and data.target"
-    elif not isinstance(outputs, torch.Tensor):
+    reason = _task_reason(config)
+    if reason is None and not isinstance(outputs, torch.Tensor):
         reason = "the step returns no outputs tensor: return (loss, outputs) to run it"
     if reason is not None:
         skipped.update(dict.fromkeys(TASK_CHECKS, reason))
@@ -252,11 +271,9 @@ def _task_checks(
     y = pick(batch, data.target)
     x = pick(batch, data.inputs[0])
     num_outputs = outputs.shape[1] if outputs.ndim >= 2 else 1
-    names = getattr(train, "class_names", None)
     found = check_shapes(outputs, y, task)
-    found += task.check_labels(
-        stats, num_outputs, LabelInfo(getattr(train, "num_classes", None), names)
-    )
+    if not labels_checked:
+        found += task.check_labels(stats, num_outputs, _label_info(train))
     if (expected := task.expected_init_loss(num_outputs)) is not None:
         figures["expected_init_loss"] = expected
     found += task.check_init(float(loss.detach()), outputs, stats)

@@ -14,6 +14,7 @@ from dlsteps.data.image_folder import image_folder
 from dlsteps.data.pix2pix import shapes_pix2pix
 from dlsteps.data.segmentation_folder import segmentation_folder
 from dlsteps.data.shapes import shapes
+from dlsteps.data.text_files import text_files
 from dlsteps.errors import ConfigError, DataError, UserError
 from dlsteps.plugins import call_text, resolve, with_defaults
 
@@ -25,6 +26,8 @@ DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
     "image_folder": image_folder,
     "segmentation_folder": segmentation_folder,
     "hf_dataset": hf_dataset,
+    # local text files (default: the Python standard library) as next-token blocks
+    "text_files": text_files,
 }
 
 

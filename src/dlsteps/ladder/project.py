@@ -98,6 +98,7 @@ class Project:
             "in_channels": getattr(train, "in_channels", None),
             # one output channel for two classes where the loss reads a binary logit
             "num_classes": self.task(plan).model_outputs(getattr(train, "num_classes", None)),
+            "block_size": getattr(train, "block_size", None),  # a language model's context
         }
         seed_everything(plan.config.seed)
         model = plan.config.model

@@ -10,6 +10,7 @@ from torch import nn
 from dlsteps.errors import ConfigError, ModelError, UserError
 from dlsteps.models.cnn import small_cnn
 from dlsteps.models.gan import conv_critic, pix2pix_unet
+from dlsteps.models.gpt import tiny_gpt
 from dlsteps.models.named import named_model
 from dlsteps.models.outputs import adapt_output
 from dlsteps.models.resnet import resnet18_stem
@@ -38,6 +39,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3_resnet50": deeplabv3_resnet50,
     "lraspp_mobilenet_v3_large": lraspp_mobilenet_v3_large,
     "pix2pix_unet": pix2pix_unet,
+    "tiny_gpt": tiny_gpt,  # a small causal transformer (task: language_model)
 }
 # critics of the adversarial stage (generative task): ``adversarial.critic.name``
 CRITICS: dict[str, Callable[..., nn.Module]] = {"conv_critic": conv_critic}

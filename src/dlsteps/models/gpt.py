@@ -17,11 +17,11 @@ from torch import nn
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention in which position t sees positions <= t only."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool = True) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not a multiple of n_heads {n_heads}")
-        self.n_heads, self.dropout, self.causal = n_heads, dropout, causal
+        self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         self.drop = nn.Dropout(dropout)
@@ -31,15 +31,15 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool = True) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = CausalSelfAttention(d_model, n_heads, dropout, causal)
+        self.attn = CausalSelfAttention(d_model, n_heads, dropout)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, 4 * d_model),
             nn.GELU(),
@@ -63,16 +63,13 @@ class TinyGPT(nn.Module):
         n_layers: int = 4,
         n_heads: int = 4,
         dropout: float = 0.0,
-        causal: bool = True,
     ) -> None:
         super().__init__()
         self.block_size = block_size
         self.tokens = nn.Embedding(num_classes, d_model)
         self.positions = nn.Embedding(block_size, d_model)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            Block(d_model, n_heads, dropout, causal) for _ in range(n_layers)
-        )
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes, bias=False)
         self.head.weight = self.tokens.weight  # tied: fewer parameters, a better start

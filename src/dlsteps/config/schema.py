@@ -400,6 +400,12 @@ class Config(_Strict):
         return value
 
     @property
+    def own_batches(self) -> bool:
+        """Batches of any structure, trained through the config's own step or a
+        LightningModule's training_step (not the task's loss on (input, target) pairs)."""
+        return self.step is not None or self.model.name.startswith("lightning:")
+
+    @property
     def declares_task(self) -> bool:
         """Whether the config names its task (not the default): with ``step``, only then
         do the task's checks (label range, loss at init, baseline) run."""

@@ -22,11 +22,11 @@ from dlsteps.config import LoadedConfig, StagePlan
 from dlsteps.data.loading import workers
 from dlsteps.data.registry import build_datasets
 from dlsteps.data.stats import DataStats, ItemParts, data_stats
+from dlsteps.ladder.own_step import own_step
 from dlsteps.models.registry import build_model
 from dlsteps.rundir.run import RunDir
 from dlsteps.tasks import make_task
 from dlsteps.tasks.base import Task
-from dlsteps.train.user_step import resolve_step
 
 
 @dataclass
@@ -50,9 +50,8 @@ class Project:
         """Build ``plan``'s data sets (kept) and a model (dropped: every stage builds its
         own from the seed) and import the config's own step; a ``UserError`` here means
         the config does not build."""
-        self.model(plan)
-        if plan.config.step is not None:
-            resolve_step(plan.config.step)
+        model = self.model(plan)
+        own_step(plan.config, model)
 
     def task(self, plan: StagePlan) -> Task:
         return make_task(plan.config)
@@ -102,13 +101,15 @@ class Project:
         }
         seed_everything(plan.config.seed)
         model = plan.config.model
-        return build_model(model.name, model.args, implied, output=model.output).to(self.device)
+        # the config's own step reads whatever the forward returns
+        output = None if plan.config.own_batches else model.output
+        return build_model(model.name, model.args, implied, output=output).to(self.device)
 
 
 def item_parts(config: Any) -> ItemParts:
     """How the data pass reads an item: an (input, target) pair, or for the config's own
     ``step`` any structure whose parts ``data.inputs``/``data.target`` name."""
-    if config.step is None:
+    if not config.own_batches:
         return ItemParts()
     inputs = tuple(config.data.inputs) if config.data.inputs else None
     return ItemParts(pairs=False, inputs=inputs, target=config.data.target)

@@ -30,6 +30,7 @@ from dlsteps.errors import (
 )
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Verdict, verdict_of
+from dlsteps.ladder.own_step import own_step
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import STAGES, Stage, canonical_stage
 from dlsteps.ladder.training import StageRun, train_stage
@@ -44,7 +45,6 @@ from dlsteps.train.checkpoint import config_hash
 from dlsteps.train.engine import Callback
 from dlsteps.train.optim import check_optim
 from dlsteps.train.threads import RunThreads
-from dlsteps.train.user_step import resolve_step
 
 
 @dataclass
@@ -333,10 +333,9 @@ class _Climb:
         stats = project.stats(plan)
         model = project.model(plan)
         task = project.task(plan)
-        if plan.config.step is not None:
-            step = resolve_step(plan.config.step)
+        if (own := own_step(plan.config, model)) is not None:
             verdict = run_step_preflight(
-                model, step, train, val, stats, plan.config, project.device, task
+                model, own.step, train, val, stats, plan.config, project.device, task
             )
         else:
             loss_fn = task.loss().to(project.device)

@@ -28,10 +28,12 @@ from dlsteps.judge.rules import overfit_reached
 from dlsteps.judge.verdict import Findings, Verdict
 from dlsteps.ladder.advice import TRY_CODES, tried_rates
 from dlsteps.ladder.failures import step_error
+from dlsteps.ladder.own_step import OwnStep, own_step
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
 from dlsteps.losses.baseline import measured_baseline
+from dlsteps.models.lightning import is_lightning
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
 from dlsteps.rundir.layout import LR_SWEEP_JSON
@@ -50,10 +52,11 @@ from dlsteps.train.engine import (
     StopReason,
     make_autocast,
 )
+from dlsteps.train.lightning import LightningEval, lightning_optimizers
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
-from dlsteps.train.steps import SupervisedStep, TrainStep
+from dlsteps.train.steps import Evaluate, SupervisedStep, TrainStep
 from dlsteps.train.threads import RunThreads
-from dlsteps.train.user_step import UserEval, UserStep, resolve_step
+from dlsteps.train.user_step import UserEval, UserStep
 from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
 
 
@@ -118,21 +121,35 @@ def train_stage(
     initial = copy.deepcopy(model.state_dict()) if stage.plain else None
     train_source, val_source = _sources(ctx, task, plan, stage.plain, notes)
     total = knobs.steps or (knobs.epochs or 1) * train_source.steps_per_epoch
-    optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
-    scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
+    scheduler: Any
+    if is_lightning(model):  # the module's own configure_optimizers
+        optimizer, scheduler, said = lightning_optimizers(
+            model, train_source.steps_per_epoch, stage.plain
+        )
+        notes += said
+    else:
+        optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
+        scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
     loss_fn = task.loss().to(project.device)
     autocast = make_autocast(project.device, cfg.precision)
-    user = resolve_step(cfg.step) if cfg.step else None
-    if user is not None:
+    own = own_step(cfg, model)
+    evaluate: Evaluate | None = None
+    if own is not None:
         step: TrainStep = UserStep(
-            user,
+            own.step,
             distributed.wrap(model, project.device),
             optimizer,
             autocast,
             cfg.optim.grad_clip,
             _grad_scaler(project.device, cfg),
+            logged=own.capture.take if own.capture is not None else None,
         )
-        notes.append(f"train and val steps: {user.name}")
+        evaluate = (
+            LightningEval(model, own.capture, autocast)
+            if own.capture is not None
+            else UserEval(own.step, model, autocast)
+        )
+        notes.append(f"train and val steps: {own.step.name}")
     else:
         step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
     live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
@@ -174,14 +191,14 @@ def train_stage(
         autocast=autocast,
         flush_every=min(cfg.log.flush_every, gate.window) if stage.plain else cfg.log.flush_every,
         callbacks=callbacks,
-        evaluate=UserEval(user, model, autocast) if user is not None else None,
+        evaluate=evaluate,
     )
     if distributed.active():
         setup = distributed.adapt(setup)
         notes.append(distributed.describe(project.device))
     ctx.reporter.stage_started(stage.name, total, notes)
     try:
-        result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
+        result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point, own)
     except StepFailed as failed:  # the user's model, loss or data raised inside the loop
         raise step_error(failed, model) from failed.__cause__
     finally:
@@ -194,7 +211,7 @@ def train_stage(
     primary = task.primary(cfg.metrics.primary)
     verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary, findings))
     headline = next((d.code for d in verdict.diagnoses if d.severity == "fail"), None)
-    tries = user is None and not distributed.active()  # the sweep trains the task's loss
+    tries = own is None and not distributed.active()  # the sweep trains the task's loss
     if initial is not None and headline in TRY_CODES and tries:
         assert isinstance(train_source, FixedBatch)
         tried = tried_rates(
@@ -251,7 +268,7 @@ def _sources(
     the whole augmented train set otherwise) and the random val batches."""
     project, cfg, knobs = ctx.project, plan.config, plan.knobs
     train, val = project.datasets(plan)
-    pairs = cfg.step is None  # the config's own step takes batches of any structure
+    pairs = not cfg.own_batches  # the config's own step takes batches of any structure
     device = project.device
     pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else device.type == "cuda"
     loading = {
@@ -346,6 +363,7 @@ def _fit_logged(
     setup: FitSetup,
     ckpts: resume.StageCheckpoints,
     point: dict[str, Any] | None,
+    own: OwnStep | None = None,
 ) -> FitResult:
     """Run the loop into the stage's logbook, with what is logged beside the steps: the
     baseline, the observer's start, periodic and stage-end val passes and pictures."""
@@ -359,10 +377,10 @@ def _fit_logged(
         if stage.logs_baseline and not start:
             logbook.write(_baselines(project, task, plan, setup))
         observer, health = None, None
-        if project.run.writes and plan.config.step is not None:
+        if project.run.writes and own is not None:
             # the task's metrics and pictures read (input, target) batches; the layers'
             # health is measured through the config's own step
-            health = _step_health(project, plan, setup.model, logbook)
+            health = _step_health(project, plan, setup.model, logbook, own)
             setup.callbacks = [*setup.callbacks, health]
         elif project.run.writes:  # full val metrics and pictures on the process that logs
             observer = StageObserver(
@@ -399,13 +417,22 @@ def _fit_logged(
     return result
 
 
-def _step_health(project: Project, plan: StagePlan, model: nn.Module, logbook: Any) -> LayerHealth:
-    """Layer health on the first val items, run through the config's own step."""
-    user = resolve_step(plan.config.step or "")
+def _step_health(
+    project: Project, plan: StagePlan, model: nn.Module, logbook: Any, own: OwnStep
+) -> LayerHealth:
+    """Layer health on the first val items, run through the config's own step (what a
+    LightningModule logs on the way is dropped: it is no step of training)."""
     _, val = project.datasets(plan)
     count = min(HEALTH_SAMPLES, len(val))
     probe = FixedBatch(NamedItems(val, "val", pairs=False), list(range(count)), project.device)
-    return LayerHealth(model, probe.batch, logbook, forward=lambda batch: user(model, batch))
+
+    def forward(batch: Any) -> Any:
+        out = own.step(model, batch)
+        if own.capture is not None:
+            own.capture.take()
+        return out
+
+    return LayerHealth(model, probe.batch, logbook, forward=forward)
 
 
 def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -> list[Row]:

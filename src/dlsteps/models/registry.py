@@ -51,12 +51,13 @@ def build_model(
     implied: Mapping[str, Any],
     registry: Mapping[str, Callable[..., nn.Module]] = MODELS,
     key: str = "model",
-    output: str | int = "auto",
+    output: str | int | None = "auto",
 ) -> nn.Module:
     """Call the model function; ``implied`` (in_channels, num_classes from the data) fills
     only arguments the function declares and the config left out. ``registry``/``key``
     serve other networks built the same way (the adversarial stage's critic). ``output``
-    (``model.output``) picks the prediction from a forward that returns more than a tensor."""
+    (``model.output``) picks the prediction from a forward that returns more than a tensor;
+    None leaves the forward's result as it is (the config's own step reads it)."""
     fn = named_model(name) if registry is MODELS else None
     fn = fn or resolve(name, registry, f"{key}.name")
     kwargs = with_defaults(fn, args, implied)
@@ -77,4 +78,4 @@ def build_model(
     # a main model without trainable parameters is diagnosed by preflight (no_gradient)
     if registry is not MODELS and not any(p.requires_grad for p in model.parameters()):
         raise ModelError(f"{key}.name: {name} has no trainable parameters")
-    return adapt_output(model, output)
+    return adapt_output(model, output) if output is not None else model

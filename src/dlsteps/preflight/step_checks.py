@@ -218,7 +218,10 @@ def _part(item: Any, key: str) -> Any:
 def _task_reason(config: Config) -> str | None:
     """Why the task's checks cannot run on this config's batches (None: they can)."""
     if not config.declares_task:
-        return "no task in the config: with `step`, declare `task:` to run it"
+        return (
+            "no task in the config: with a step of your own (`step:` or a "
+            "LightningModule), declare `task:` to run it"
+        )
     if config.data.target is None or not config.data.inputs:
         return "the batch's parts are not named: set data.inputs and data.target"
     return None

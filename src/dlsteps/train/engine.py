@@ -309,12 +309,14 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
                 pending.add(step, tag, value)
             if validate:
                 try:
-                    vloss, spread = evaluate(val_batch)
+                    vloss, spread, val_extra = evaluate(val_batch)
                 except Exception as exc:
                     raise StepFailed(step, "val batch", val_batch) from exc
                 pending.add(step, "val/loss", vloss)
                 if spread is not None:
                     pending.add(step, "diag/output_spread", spread)
+                for tag, value in val_extra.items():
+                    pending.add(step, tag, value)
             timer.stop(step, pending)
             due = step % s.flush_every == 0 or step == s.total_steps
             if (due or any(cb.wants_flush(step) for cb in s.callbacks)) and (

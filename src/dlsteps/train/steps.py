@@ -15,8 +15,8 @@ from torch import nn
 # a batch on the device (``(inputs, targets)`` for supervised steps, any structure for the
 # user's own step) -> (loss, gradient norm, {tag: value}), all device tensors
 TrainStep = Callable[[Any], tuple[torch.Tensor, torch.Tensor, dict]]
-# a val batch on the device -> (val loss, output spread or None), device tensors
-Evaluate = Callable[[Any], tuple[torch.Tensor, torch.Tensor | None]]
+# a val batch on the device -> (val loss, output spread or None, {tag: value}), device tensors
+Evaluate = Callable[[Any], tuple[torch.Tensor, torch.Tensor | None, dict]]
 
 
 class Updates:
@@ -92,7 +92,7 @@ class SupervisedEval:
 
     def __call__(
         self, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         x, y = batch
         self.model.eval()
         try:
@@ -101,7 +101,7 @@ class SupervisedEval:
                 loss = self.loss_fn(out, y)
         finally:
             self.model.train()
-        return loss, output_spread(out)
+        return loss, output_spread(out), {}
 
 
 def grad_norm(params: list[nn.Parameter], clip: float | None) -> torch.Tensor:

@@ -84,14 +84,17 @@ class UserStep(Updates):
         autocast: contextlib.AbstractContextManager,
         grad_clip: float | None = None,
         scaler: torch.amp.GradScaler | None = None,
+        logged: Callable[[], dict[str, torch.Tensor]] | None = None,
     ) -> None:
+        """``logged()``: what the step logged itself (a LightningModule's self.log)."""
         super().__init__(model, optimizer, autocast, grad_clip, scaler)
-        self.step = step
+        self.step, self.logged = step, logged
 
     def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         with self.autocast:
             loss, _ = self.step(self.model, batch)
-        return self.update(loss)
+        loss, norm, _ = self.update(loss)
+        return loss, norm, self.logged() if self.logged is not None else {}
 
 
 class UserEval:
@@ -103,7 +106,7 @@ class UserEval:
     ) -> None:
         self.step, self.model, self.autocast = step, model, autocast
 
-    def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
         self.model.eval()
         try:
             with torch.no_grad(), self.autocast:
@@ -111,5 +114,5 @@ class UserEval:
         finally:
             self.model.train()
         if isinstance(outputs, torch.Tensor) and outputs.ndim >= 1:
-            return loss, output_spread(outputs)
-        return loss, None
+            return loss, output_spread(outputs), {}
+        return loss, None, {}

@@ -80,7 +80,9 @@ class Project:
             self._stats[key] = data_stats(
                 train,
                 val,
-                labels=self.task(plan).counts_labels,
+                # an own step without a declared task: no labels to count, whatever the
+                # default task is
+                labels=self.task(plan).counts_labels and (cfg.declares_task or not cfg.own_batches),
                 num_workers=workers(cfg.data),
                 seed=cfg.seed,
                 cache=self.run.data_stats_json if own else None,

@@ -35,7 +35,8 @@ def _summary(run: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_dict_batch_with_two_inputs_climbs_to_full_data(cli, write_config, tmp_path) -> None:
-    config = write_config(OWN_STEP)
+    # the inputs named: full-data's baseline is the model trained on them zeroed
+    config = write_config({**OWN_STEP, "data": {**OWN_STEP["data"], "inputs": ["left", "right"]}})
     result = cli("run", config, "--to", "full-data", "--run-dir", tmp_path / "run", cwd=PLUGINS)
     summary = _summary(tmp_path / "run")
     statuses = {s["name"]: s["status"] for s in summary["stages"]}
@@ -48,6 +49,9 @@ def test_a_dict_batch_with_two_inputs_climbs_to_full_data(cli, write_config, tmp
     # no task in the YAML: every task check is listed with its reason
     assert any("label range" in name for name in skipped)
     assert all("no task in the config" in why for name, why in skipped.items() if "label" in name)
+    full = {s["name"]: s for s in summary["stages"]}["full-data"]["figures"]
+    # two balanced classes: a predictor that sees no input is at ~ln 2
+    assert 0.6 < full["baseline_val_loss"] < 0.75 and full["best_val_loss"] < 0.6
     tags = {
         json.loads(line)["tag"]
         for line in (tmp_path / "run" / "full-data" / "scalars.jsonl").open()

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from dlsteps.config import StagePlan
 from dlsteps.data.augment import augment_train, describe, resolve_entries
-from dlsteps.data.items import NamedItems
+from dlsteps.data.items import CheckedCollate, IndexedItems, NamedItems, collate_of
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples, workers
 from dlsteps.errors import UserError
 from dlsteps.judge.diagnoses import Diagnosis, hint
@@ -32,7 +33,7 @@ from dlsteps.ladder.own_step import OwnStep, own_step
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
-from dlsteps.losses.baseline import measured_baseline
+from dlsteps.losses.baseline import measured_baseline, zeroed_input_baseline
 from dlsteps.models.lightning import is_lightning
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
@@ -58,6 +59,8 @@ from dlsteps.train.steps import Evaluate, SupervisedStep, TrainStep
 from dlsteps.train.threads import RunThreads
 from dlsteps.train.user_step import UserEval, UserStep
 from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
+
+BASELINE_VAL_ITEMS = 512  # val items the own step's zeroed-input baseline is scored on
 
 
 @dataclass
@@ -375,7 +378,8 @@ def _fit_logged(
             decay = setup.optimizer.param_groups[0].get("weight_decay", 0.0)
             logbook.write([Row(0, "optim/weight_decay", float(decay))])
         if stage.logs_baseline and not start:
-            logbook.write(_baselines(project, task, plan, setup))
+            rows = _baselines(project, task, plan, setup) if own is None else None
+            logbook.write(rows if rows is not None else _own_baseline(project, plan, setup, own))
         observer, health = None, None
         if project.run.writes and own is not None:
             # the task's metrics and pictures read (input, target) batches; the layers'
@@ -453,6 +457,43 @@ def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -
     if (metric := task.baseline_metric(stats, name)) is not None:
         rows += [Row(0, f"baseline/{name}", metric[0]), Row(0, f"baseline/{name}_se", metric[1])]
     return rows
+
+
+def _own_baseline(
+    project: Project, plan: StagePlan, setup: FitSetup, own: OwnStep | None
+) -> list[Row]:
+    """For the config's own step, where ``data.inputs`` names the inputs: the val loss of
+    the model trained on zeroed inputs (none otherwise: the step's loss has no formula).
+    The global RNG is left as it was, so the stage trains as it would without it."""
+    cfg = plan.config
+    if own is None or not cfg.data.inputs:
+        return []
+    train, val = project.datasets(plan)
+    collate = CheckedCollate("train", collate_of(train))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(
+        IndexedItems(NamedItems(train, "train", pairs=False)),
+        batch_size=cfg.data.batch_size,
+        shuffle=True,
+        generator=gen,
+        collate_fn=collate,
+    )
+    kept = list(range(min(len(val), BASELINE_VAL_ITEMS)))
+    val_loader = DataLoader(
+        Subset(IndexedItems(NamedItems(val, "val", pairs=False)), kept),
+        batch_size=cfg.data.val_batch_size or cfg.data.batch_size,
+        collate_fn=CheckedCollate("val", collate_of(val)),
+    )
+    saved = checkpoint.rng_state()
+    try:
+        loss = zeroed_input_baseline(
+            setup.model, own.step, train_loader, val_loader, cfg.data.inputs, project.device
+        )
+    finally:
+        checkpoint.set_rng_state(saved)
+        if own.capture is not None:
+            own.capture.take()  # what the copy logged is no step of this stage
+    return [Row(0, "baseline/val_loss", loss)] if loss is not None else []
 
 
 def _spec(spec: Any) -> str:

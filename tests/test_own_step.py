@@ -179,3 +179,28 @@ def test_a_declared_task_with_named_parts_runs_the_task_checks(monkeypatch) -> N
         if not failed:  # (labels out of range stop preflight before the step would raise)
             assert not set(TASK_CHECKS) & set(verdict.figures["skipped_checks"])
             assert abs(verdict.figures["expected_init_loss"] - 0.6931) < 1e-3
+
+
+def test_climb_takes_a_step_function(tmp_path, monkeypatch) -> None:
+    """dlsteps.climb(step=fn): the same own step from Python, with the objects themselves."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    from own_steps import pairs, step, two_towers
+
+    import dlsteps
+
+    calls = []
+
+    def counted(model, batch):
+        calls.append(1)
+        return step(model, batch)
+
+    train, val = pairs(0, 256, 64)
+    summary = dlsteps.climb(
+        two_towers(), train, val, task="classification", step=counted, to_stage="overfit-one",
+        run_dir=tmp_path / "run", quiet=True, device="cpu", optim={"lr": 0.003},
+        stages={"overfit-one": {"steps": 100}},
+    )  # fmt: skip
+    assert [(s.name, s.status) for s in summary.stages] == [
+        ("preflight", "passed"), ("overfit-one", "passed")
+    ]  # fmt: skip
+    assert calls

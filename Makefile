@@ -15,7 +15,7 @@ $(BIN)/dlsteps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet torch torchvision --index-url $(TORCH_INDEX))
-	$(BIN)/pip install --quiet -e '.[dev,timm,hf,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,timm,hf,postgres,lightning]'
 	touch $(BIN)/dlsteps
 
 run: $(BIN)/dlsteps

@@ -65,6 +65,10 @@ CASES = {
     "nan_later": ("overfit-few", "nan_loss", 1),
     "dead_relu": ("overfit-one", "dead_units", 1),
     "lazy_head": ("overfit-one", "bad_update", 1),
+    # issue 16: language models
+    "lm_unshifted_labels": ("preflight", "unshifted_targets", 1),
+    "lm_no_causal_mask": ("preflight", "future_leak", 1),
+    "lm_one_token_id": ("preflight", "constant_tokens", 2),
 }
 # case -> what the headline's message must also say (evidence gathered with the model)
 SAYS = {
@@ -199,6 +203,7 @@ UNIT_TESTED = {
     "fancy_features", "large_model",
     "data_error", "config_error", "internal_error",  # stage errors (tests/test_trust.py)
     "out_of_memory", "storage_error", "run_locked",  # faults (tests/test_faults_*.py)
+    "step_error",  # the config's own step returning no loss (tests/test_own_step.py)
 }  # fmt: skip
 
 

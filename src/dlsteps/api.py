@@ -94,6 +94,7 @@ def climb(
     *,
     task: str,
     loss: nn.Module | Callable[..., Any] | str | Mapping[str, Any] | None = None,
+    step: Callable[..., Any] | str | None = None,
     run_dir: str | Path | None = None,
     to_stage: str | None = None,
     quiet: bool = False,
@@ -104,9 +105,11 @@ def climb(
     ``model`` is a module (copied for every stage) or a function/class building one (it
     gets ``in_channels``/``num_classes`` from the data where it declares them); ``loss`` a
     module, a function ``(outputs, targets) -> loss``, a built-in name or ``{name, args}``
-    (None: the task's own). ``to_stage`` is ``run --to``; ``config_keys`` are the config's
-    keys nested as in YAML (``optim={"lr": 3e-4}``, ``stages={"full-data": {"epochs":
-    5}}``). A bad config or bad data raises a ``dlsteps.errors.UserError`` naming the key."""
+    (None: the task's own); ``step`` your own training step ``(model, batch) -> loss |
+    (loss, outputs)`` or its ``package.module:function`` name. ``to_stage`` is ``run
+    --to``; ``config_keys`` are the config's keys nested as in YAML (``optim={"lr":
+    3e-4}``, ``stages={"full-data": {"epochs": 5}}``). A bad config or bad data raises a
+    ``dlsteps.errors.UserError`` naming the key."""
     raw: dict[str, Any] = copy.deepcopy(config_keys)
     for key, given in (("data", "train and val"), ("model", "model")):
         if "name" in (raw.get(key) or {}):
@@ -122,6 +125,8 @@ def climb(
         raw["loss"] = dict(loss)
     elif loss is not None:
         raw["loss"] = {"name": give("loss", loss)}
+    if step is not None:
+        raw["step"] = step if isinstance(step, str) else give("step", step)
     loaded = build_config(raw, "dlsteps.climb()")
     options = RunOptions(
         to_stage=to_stage, run_dir=Path(run_dir) if run_dir is not None else None, quiet=quiet

@@ -252,7 +252,9 @@ def _explain(exc: ValidationError, model: type[BaseModel], where: Where, prefix:
         dotted = prefix + ".".join(loc)
         if err["type"] == "extra_forbidden":
             fields = _fields_at(model, loc[:-1])
-            hint = did_you_mean(loc[-1], fields)
+            # a stage's own knobs first: 'stepz' there means 'steps', not the top-level 'step'
+            own = _fields_at(model, loc[:-1], top_level=False)
+            hint = did_you_mean(loc[-1], own) or did_you_mean(loc[-1], fields)
             if not hint and loc[:-1] == ["gate"]:
                 hint = _gate_hint(loc[-1], fields)
             lines.append(f"{where.of(dotted)}: unknown key '{dotted}'.{hint}")
@@ -278,8 +280,9 @@ def _gate_hint(key: str, fields: Sequence[str]) -> str:
     return f"{where} This stage's gate accepts: {', '.join(fields)}."
 
 
-def _fields_at(model: type[BaseModel], path: Sequence[str]) -> list[str]:
-    """Field names of the nested model at ``path``, for did-you-mean suggestions."""
+def _fields_at(model: type[BaseModel], path: Sequence[str], top_level: bool = True) -> list[str]:
+    """Field names of the nested model at ``path``, for did-you-mean suggestions (a
+    stage's knobs with the top-level keys it may override, unless not ``top_level``)."""
     current: Any = model
     for part in path:
         field = getattr(current, "model_fields", {}).get(part)
@@ -287,6 +290,6 @@ def _fields_at(model: type[BaseModel], path: Sequence[str]) -> list[str]:
             return []
         current = field.annotation
     fields = list(getattr(current, "model_fields", {}))
-    if isinstance(current, type) and issubclass(current, StageConfig):
+    if top_level and isinstance(current, type) and issubclass(current, StageConfig):
         fields += list(Config.model_fields)
     return fields

@@ -63,6 +63,26 @@ class DataConfig(_Strict):
         None, description="keep workers between epochs; default: on when num_workers > 0"
     )
     ignore_index: int = Field(255, description="segmentation label excluded from loss/metrics")
+    inputs: list[str] | None = Field(
+        None,
+        description="with `step`: the keys (or tuple indices) of a batch that are the model's "
+        "inputs, so the task's checks and the input-independent baseline can run",
+    )
+    target: str | None = Field(
+        None, description="with `step`: the key (or tuple index) of a batch that is the target"
+    )
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        if isinstance(value, str | int):
+            value = [value]
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
 
 
 class ModelConfig(_Strict):
@@ -331,6 +351,11 @@ class Config(_Strict):
         description="classification | segmentation | regression | multilabel | generative, "
         "or a registered task",
     )
+    step: str | None = Field(
+        None,
+        description="your own training step 'package.module:function', (model, batch) -> loss "
+        "| (loss, outputs), for train and val; batches may be any structure",
+    )
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["32", "bf16", "16"] = Field("32", description="autocast dtype on CUDA")
@@ -378,3 +403,25 @@ class Config(_Strict):
     @classmethod
     def _device(cls, value: str) -> str:
         return check_device(value)
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: str | None) -> str | None:
+        if value is not None and ":" not in value:
+            raise ValueError(
+                f"'{value}' is not 'package.module:function' (a function (model, batch) -> "
+                "loss | (loss, outputs))"
+            )
+        return value
+
+    @property
+    def own_batches(self) -> bool:
+        """Batches of any structure, trained through the config's own step or a
+        LightningModule's training_step (not the task's loss on (input, target) pairs)."""
+        return self.step is not None or self.model.name.startswith("lightning:")
+
+    @property
+    def declares_task(self) -> bool:
+        """Whether the config names its task (not the default): with ``step``, only then
+        do the task's checks (label range, loss at init, baseline) run."""
+        return "task" in self.model_fields_set

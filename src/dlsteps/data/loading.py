@@ -16,9 +16,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dlsteps.data.items import CheckedCollate, IndexedItems
+from dlsteps.data.batches import to_device
+from dlsteps.data.items import CheckedCollate, IndexedItems, collate_of
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+# ``(inputs, targets)`` for the task's own loss; any structure the collate returns for a
+# config's own ``step`` (``data.batches``)
+Batch = Any
 
 
 class EpochSampler(Sampler[int]):
@@ -77,7 +80,7 @@ class StepStream:
         self.loader = DataLoader(
             IndexedItems(dataset),
             batch_size=batch_size,
-            collate_fn=CheckedCollate(split),
+            collate_fn=CheckedCollate(split, collate_of(dataset)),
             sampler=self.sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
@@ -144,12 +147,10 @@ class FixedBatch:
         loader = DataLoader(
             Subset(IndexedItems(dataset), list(indices)),
             batch_size=len(indices),
-            collate_fn=CheckedCollate("train"),
+            collate_fn=CheckedCollate("train", collate_of(dataset)),
         )
-        x, y = next(iter(loader))
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        self.batch: Batch = (x, y)
+        batch = next(iter(loader))
+        self.batch: Batch = to_device(batch, device) if device is not None else batch
         self.batch_size = len(indices)
         self.steps_per_epoch = 1
         self.held = list(indices)

@@ -11,10 +11,13 @@ from torch.utils.data import Dataset
 from dlsteps.data.digits import digits
 from dlsteps.data.hf import hf_dataset
 from dlsteps.data.image_folder import image_folder
+from dlsteps.data.lightning import lightning_datasets
 from dlsteps.data.pix2pix import shapes_pix2pix
 from dlsteps.data.segmentation_folder import segmentation_folder
 from dlsteps.data.shapes import shapes
+from dlsteps.data.text_files import text_files
 from dlsteps.errors import ConfigError, DataError, UserError
+from dlsteps.models.lightning import PREFIX as LIGHTNING
 from dlsteps.plugins import call_text, resolve, with_defaults
 
 DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
@@ -25,6 +28,8 @@ DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
     "image_folder": image_folder,
     "segmentation_folder": segmentation_folder,
     "hf_dataset": hf_dataset,
+    # local text files (default: the Python standard library) as next-token blocks
+    "text_files": text_files,
 }
 
 
@@ -40,6 +45,8 @@ def build_datasets(
     """Call the data source with ``args``; the run's own values (``seed``, the run
     directory to cache in, the loader's ``num_workers``, ``data.ignore_index``) fill only
     the parameters the source declares and ``args`` leaves out."""
+    if name.startswith(LIGHTNING):
+        return _checked(name, lightning_datasets(name.removeprefix(LIGHTNING), args))
     fn = resolve(name, DATASETS, "data.name")
     implied = {
         "seed": seed,
@@ -58,6 +65,11 @@ def build_datasets(
         raise DataError(
             f"data.name: {name}({call_text(kwargs)}) raised {type(exc).__name__}: {exc}"
         ) from exc
+    return _checked(name, result)
+
+
+def _checked(name: str, result: Any) -> tuple[Dataset, Dataset]:
+    """A data source's result: two map-style data sets, neither empty."""
     if not (isinstance(result, tuple | list) and len(result) == 2):
         raise DataError(
             f"data.name: {name} must return (train_dataset, val_dataset), "

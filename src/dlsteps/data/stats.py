@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from dlsteps.data.batches import leaves, pick
 from dlsteps.data.items import NamedItems
 from dlsteps.errors import DataError
 from dlsteps.rundir.atomic import write_json
@@ -86,6 +87,50 @@ def _as_list(batch: list[Any]) -> list[Any]:
     return batch
 
 
+@dataclass(frozen=True)
+class ItemParts:
+    """Which parts of an item are its input and its target. Default: an ``(input,
+    target)`` pair. For the config's own ``step`` the item is any structure: ``inputs``
+    and ``target`` are the keys ``data.inputs``/``data.target`` name (None: the whole item
+    is input, and there is no target to count). Picklable: it runs in loader workers."""
+
+    pairs: bool = True
+    inputs: tuple[str, ...] | None = None
+    target: str | None = None
+
+    def __call__(self, item: Any) -> tuple[Any, Any]:
+        if self.pairs:
+            x, y = item
+            return x, y
+        try:
+            y = pick(item, self.target) if self.target is not None else None
+            x = [pick(item, k) for k in self.inputs] if self.inputs else item
+        except (KeyError, IndexError, TypeError) as exc:
+            raise DataError(
+                f"data.inputs/data.target: an item has no part {exc} (its keys: {_keys(item)})"
+            ) from exc
+        if self.inputs and len(self.inputs) == 1:
+            x = x[0]
+        return x, y
+
+
+def _keys(item: Any) -> str:
+    if isinstance(item, dict):
+        return ", ".join(map(repr, item))
+    if isinstance(item, tuple | list):
+        return f"indices 0..{len(item) - 1}"
+    return type(item).__name__
+
+
+def _whole(value: Any) -> torch.Tensor:
+    """Every tensor of an item part (a tensor, or a dict/tuple/list of them) as one flat
+    tensor, for the loose hash: one tensor stays as it is."""
+    parts = [t for _, t in leaves(value)]
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat([p.detach().reshape(-1).double() for p in parts]) if parts else torch.zeros(0)
+
+
 def _split_stats(
     ds: Dataset,
     name: str,
@@ -93,6 +138,7 @@ def _split_stats(
     num_workers: int,
     seed: int,
     train_mean: list[float] | None = None,
+    parts: ItemParts = ItemParts(),
 ) -> SplitStats:
     size = len(ds)
     if size > MAX_ITEMS:
@@ -101,7 +147,7 @@ def _split_stats(
     else:
         indices = list(range(size))
     loader = DataLoader(
-        _Indexed(NamedItems(ds, name), indices),
+        _Indexed(NamedItems(ds, name, parts.pairs), indices),
         batch_size=64,
         num_workers=num_workers,
         collate_fn=_as_list,
@@ -113,13 +159,16 @@ def _split_stats(
     abs_to_mean = 0.0
     low, high = math.inf, -math.inf
     for chunk in loader:
-        for index, (x, y) in chunk:
-            x_t, y_t = torch.as_tensor(x), torch.as_tensor(y)
-            stats.hashes.append(_digest(x_t))
-            stats.loose.append(_simhash(x_t))
+        for index, item in chunk:
+            x, y = parts(item)
+            stats.hashes.append(_digest_all(x))
+            stats.loose.append(_simhash(_whole(x)))
             stats.indices.append(index)
-            if not (_finite(x_t) and _finite(y_t)):
+            if not all(_finite(t) for _, t in leaves(item)):
                 stats.nonfinite.append(index)
+            if y is None:
+                continue
+            y_t = torch.as_tensor(y)
             if labels:
                 if y_t.is_floating_point() and not torch.all(y_t == y_t.round()):
                     raise DataError(
@@ -164,11 +213,16 @@ class _Indexed(Dataset):
         return index, self.ds[index]
 
 
-def _digest(x: torch.Tensor) -> str:
-    x = x.detach().cpu().contiguous()
+def _digest_all(value: Any) -> str:
+    """The exact hash of an input: its one tensor, or every tensor of a dict/tuple/list
+    input with its path (so ``{'a': x, 'b': y}`` and ``{'a': y, 'b': x}`` differ)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(str((tuple(x.shape), str(x.dtype))).encode())
-    h.update(x.numpy().tobytes() if x.dtype != torch.bfloat16 else x.float().numpy().tobytes())
+    found = list(leaves(value))
+    for path, t in found:
+        x = t.detach().cpu().contiguous()
+        shown = (tuple(x.shape), str(x.dtype)) if len(found) == 1 else (path, tuple(x.shape))
+        h.update(str(shown).encode())
+        h.update(x.numpy().tobytes() if x.dtype != torch.bfloat16 else x.float().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -211,6 +265,7 @@ def data_stats(
     seed: int = 0,
     cache: Path | None = None,
     save: bool = True,
+    parts: ItemParts = ItemParts(),
 ) -> DataStats:
     """Compute once per run: ``labels`` counts class labels (else target moments), and the
     result is cached in the file ``cache`` (the run directory's ``data_stats.json``),
@@ -221,10 +276,11 @@ def data_stats(
             return DataStats.from_json(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError):
             pass
-    train_stats = _split_stats(train, "train", labels, num_workers, seed)
-    stats = DataStats(
-        train_stats, _split_stats(val, "val", labels, num_workers, seed, train_stats.target_mean)
+    train_stats = _split_stats(train, "train", labels, num_workers, seed, parts=parts)
+    val_stats = _split_stats(
+        val, "val", labels, num_workers, seed, train_stats.target_mean, parts=parts
     )
+    stats = DataStats(train_stats, val_stats)
     if path is not None and save:
         write_json(path, stats.to_json())
     return stats

@@ -328,6 +328,30 @@ CATALOG: dict[str, CodeInfo] = {
         "initialise biases at 0, lower the learning rate, normalise the inputs; LeakyReLU "
         "or GELU keep a gradient where ReLU has none",
     ),
+    "unshifted_targets": CodeInfo(
+        "a language model's targets equal its inputs: the labels are not shifted by one",
+        "x and y cut from the same slice of the token stream (y = tokens[i:i+T] instead of "
+        "tokens[i+1:i+T+1]); a collate that returns the input twice",
+        "cut x = tokens[i : i + T] and y = tokens[i + 1 : i + T + 1]",
+    ),
+    "future_leak": CodeInfo(
+        "a language model's prediction at position t depends on tokens after t",
+        "attention without its causal mask (is_causal=False, a missing triangular mask), a "
+        "bidirectional layer, a convolution that is not left-padded",
+        "pass is_causal=True (or a lower-triangular attn_mask) to every self-attention layer",
+    ),
+    "constant_tokens": CodeInfo(
+        "every train token is the same id",
+        "a tokenizer that maps all text to one id (an unknown-token fallback for every "
+        "character, a vocabulary built from other text), an empty or binary corpus",
+        "decode a few train blocks by hand and compare them with the text",
+    ),
+    "step_error": CodeInfo(
+        "the config's own step (or a LightningModule's training_step) returned no usable loss",
+        "a step that forgets to return the loss (None), returns a float or a dict without "
+        "'loss', or a loss of many values (not reduced)",
+        "return the loss as a one-value tensor, or (loss, outputs); reduce it with .mean()",
+    ),
     "prerequisite_not_passed": CodeInfo(
         "a stage was refused because the stages it builds on have not passed",
         "the adversarial stage run alone, or after an L1 stage (overfit-one, overfit-few, "
@@ -386,6 +410,13 @@ CAUGHT_AT: dict[str, str] = {
     "out_of_memory": "any training stage (a stage error: exit 2, the batch size that fits)",
     "storage_error": "any stage (a stage error: exit 2; --resume continues)",
     "run_locked": "the start of a run or a --resume (exit 2, before anything is written)",
+    "step_error": "preflight (one call of the step on a probe batch: exit 2)",
+    "unshifted_targets": "preflight, language_model (targets equal to the inputs at >= 90 % "
+    "of a probe batch's positions)",
+    "future_leak": "preflight, language_model (the tokens after the middle position changed: "
+    "the predictions before it must not move)",
+    "constant_tokens": "preflight, language_model (the data pass: one distinct train token; "
+    "exit 2)",
 }
 
 

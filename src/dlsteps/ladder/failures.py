@@ -40,10 +40,13 @@ def step_error(failed: StepFailed, model: nn.Module) -> UserError:
     where = (f" in module '{module}'" if module else "") + (f" at {place}" if place else "")
     text = f"{type(cause).__name__}{where}: {cause}"
     x, y = failed.shapes
+    batch = f"an input batch {x} with targets {y}" if y is not None else f"a batch {x}"
     if failed.step == 1 and failed.phase == "train step":
-        message = f"the first training step raised {text}, on an input batch {x} with targets {y}"
-    else:
+        message = f"the first training step raised {text}, on {batch}"
+    elif y is not None:
         message = f"step {failed.step} ({failed.phase}, inputs {x}, targets {y}) raised {text}"
+    else:
+        message = f"step {failed.step} ({failed.phase}, batch {x}) raised {text}"
     if "more than 1 value per channel" in str(cause):
         message += BATCHNORM_ONE_VALUE
     error = ModelError(f"{message}. Run with --debug for the traceback.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from torch.utils.data import Dataset
 from dlsteps.config import LoadedConfig, StagePlan
 from dlsteps.data.loading import workers
 from dlsteps.data.registry import build_datasets
-from dlsteps.data.stats import DataStats, data_stats
+from dlsteps.data.stats import DataStats, ItemParts, data_stats
+from dlsteps.ladder.own_step import own_step
 from dlsteps.models.registry import build_model
 from dlsteps.rundir.run import RunDir
 from dlsteps.tasks import make_task
@@ -46,8 +48,10 @@ class Project:
 
     def check_builds(self, plan: StagePlan) -> None:
         """Build ``plan``'s data sets (kept) and a model (dropped: every stage builds its
-        own from the seed); a ``UserError`` here means the config does not build."""
-        self.model(plan)
+        own from the seed) and import the config's own step; a ``UserError`` here means
+        the config does not build."""
+        model = self.model(plan)
+        own_step(plan.config, model)
 
     def task(self, plan: StagePlan) -> Task:
         return make_task(plan.config)
@@ -76,11 +80,14 @@ class Project:
             self._stats[key] = data_stats(
                 train,
                 val,
-                labels=self.task(plan).counts_labels,
+                # an own step without a declared task: no labels to count, whatever the
+                # default task is
+                labels=self.task(plan).counts_labels and (cfg.declares_task or not cfg.own_batches),
                 num_workers=workers(cfg.data),
                 seed=cfg.seed,
                 cache=self.run.data_stats_json if own else None,
                 save=self.run.writes,
+                parts=item_parts(cfg),
             )
         return self._stats[key]
 
@@ -92,10 +99,22 @@ class Project:
             "in_channels": getattr(train, "in_channels", None),
             # one output channel for two classes where the loss reads a binary logit
             "num_classes": self.task(plan).model_outputs(getattr(train, "num_classes", None)),
+            "block_size": getattr(train, "block_size", None),  # a language model's context
         }
         seed_everything(plan.config.seed)
         model = plan.config.model
-        return build_model(model.name, model.args, implied, output=model.output).to(self.device)
+        # the config's own step reads whatever the forward returns
+        output = None if plan.config.own_batches else model.output
+        return build_model(model.name, model.args, implied, output=output).to(self.device)
+
+
+def item_parts(config: Any) -> ItemParts:
+    """How the data pass reads an item: an (input, target) pair, or for the config's own
+    ``step`` any structure whose parts ``data.inputs``/``data.target`` name."""
+    if not config.own_batches:
+        return ItemParts()
+    inputs = tuple(config.data.inputs) if config.data.inputs else None
+    return ItemParts(pairs=False, inputs=inputs, target=config.data.target)
 
 
 def _data_key(plan: StagePlan) -> str:

@@ -32,10 +32,12 @@ from dlsteps.errors import (
 )
 from dlsteps.judge.diagnoses import Diagnosis, hint
 from dlsteps.judge.verdict import Verdict, verdict_of
+from dlsteps.ladder.own_step import own_step
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import STAGES, Stage, canonical_stage
 from dlsteps.ladder.training import StageRun, train_stage
 from dlsteps.preflight.checks import check_schedules, exit_code_codes, run_preflight
+from dlsteps.preflight.step_checks import run_step_preflight
 from dlsteps.report.console import Reporter
 from dlsteps.report.html import write_report
 from dlsteps.rundir.run import RunDir, finished_entries, overall_status, stamp
@@ -334,6 +336,10 @@ class _Climb:
         notes: list[str] = []
         if stage.kind == "check":  # judged on rank 0 alone, like every gate
             verdict = distributed.once(lambda: self._preflight(plan))
+            skipped = verdict.figures.get("skipped_checks", {})  # the config's own step
+            notes = [f"skipped: {check}: {why}" for check, why in skipped.items()]
+            for note in notes:
+                self.reporter.message(f"  [dim]· {note}[/dim]")
         elif refused := self._refusal(stage):
             self.reporter.message(
                 f"[bold]▶ {stage.name}[/bold]: refused, {', '.join(stage.prerequisites)} "
@@ -364,10 +370,15 @@ class _Climb:
         stats = project.stats(plan)
         model = project.model(plan)
         task = project.task(plan)
-        loss_fn = task.loss().to(project.device)
-        verdict = run_preflight(
-            model, loss_fn, train, val, stats, plan.config, project.device, task
-        )
+        if (own := own_step(plan.config, model)) is not None:
+            verdict = run_step_preflight(
+                model, own.step, train, val, stats, plan.config, project.device, task
+            )
+        else:
+            loss_fn = task.loss().to(project.device)
+            verdict = run_preflight(
+                model, loss_fn, train, val, stats, plan.config, project.device, task
+            )
         scheduled = [
             self.loaded.plans[s.name]
             for s in self.ladder

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
 from dlsteps.config import StagePlan
 from dlsteps.data.augment import augment_train, describe, resolve_entries
-from dlsteps.data.items import NamedItems
+from dlsteps.data.items import CheckedCollate, IndexedItems, NamedItems, collate_of
 from dlsteps.data.loading import FixedBatch, StepStream, pick_samples, workers
 from dlsteps.errors import UserError
 from dlsteps.judge.diagnoses import Diagnosis, hint
@@ -28,10 +29,12 @@ from dlsteps.judge.rules import overfit_reached
 from dlsteps.judge.verdict import Findings, Verdict
 from dlsteps.ladder.advice import TRY_CODES, tried_rates
 from dlsteps.ladder.failures import step_error
+from dlsteps.ladder.own_step import OwnStep, own_step
 from dlsteps.ladder.project import Project
 from dlsteps.ladder.stages import Stage
 from dlsteps.logbook.curves import Row
-from dlsteps.losses.baseline import measured_baseline
+from dlsteps.losses.baseline import measured_baseline, zeroed_input_baseline
+from dlsteps.models.lightning import is_lightning
 from dlsteps.observe.observer import StageObserver
 from dlsteps.report.console import Reporter
 from dlsteps.rundir.layout import LR_SWEEP_JSON
@@ -50,10 +53,14 @@ from dlsteps.train.engine import (
     StopReason,
     make_autocast,
 )
+from dlsteps.train.lightning import LightningEval, lightning_optimizers
 from dlsteps.train.optim import disable_dropout, make_optimizer, make_scheduler
-from dlsteps.train.steps import SupervisedStep, TrainStep
+from dlsteps.train.steps import Evaluate, SupervisedStep, TrainStep
 from dlsteps.train.threads import RunThreads
+from dlsteps.train.user_step import UserEval, UserStep
 from dlsteps.train.watch import HEALTH_SAMPLES, LayerHealth, NanWatch, UpdateWatch
+
+BASELINE_VAL_ITEMS = 512  # val items the own step's zeroed-input baseline is scored on
 
 
 @dataclass
@@ -117,11 +124,37 @@ def train_stage(
     initial = copy.deepcopy(model.state_dict()) if stage.plain else None
     train_source, val_source = _sources(ctx, task, plan, stage.plain, notes)
     total = knobs.steps or (knobs.epochs or 1) * train_source.steps_per_epoch
-    optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
-    scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
+    scheduler: Any
+    if is_lightning(model):  # the module's own configure_optimizers
+        optimizer, scheduler, said = lightning_optimizers(
+            model, train_source.steps_per_epoch, stage.plain
+        )
+        notes += said
+    else:
+        optimizer = make_optimizer(model, cfg.optim, plain=stage.plain)
+        scheduler = make_scheduler(optimizer, cfg.optim, total, plain=stage.plain)
     loss_fn = task.loss().to(project.device)
     autocast = make_autocast(project.device, cfg.precision)
-    step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
+    own = own_step(cfg, model)
+    evaluate: Evaluate | None = None
+    if own is not None:
+        step: TrainStep = UserStep(
+            own.step,
+            distributed.wrap(model, project.device),
+            optimizer,
+            autocast,
+            cfg.optim.grad_clip,
+            _grad_scaler(project.device, cfg),
+            logged=own.capture.take if own.capture is not None else None,
+        )
+        evaluate = (
+            LightningEval(model, own.capture, autocast)
+            if own.capture is not None
+            else UserEval(own.step, model, autocast)
+        )
+        notes.append(f"train and val steps: {own.step.name}")
+    else:
+        step = _train_step(ctx, task, stage, plan, model, optimizer, loss_fn, autocast, notes)
     live = Trainables(model, optimizer, scheduler, getattr(step, "scaler", None), step)
     ckpts = resume.StageCheckpoints(
         stage_dir,
@@ -161,13 +194,14 @@ def train_stage(
         autocast=autocast,
         flush_every=min(cfg.log.flush_every, gate.window) if stage.plain else cfg.log.flush_every,
         callbacks=callbacks,
+        evaluate=evaluate,
     )
     if distributed.active():
         setup = distributed.adapt(setup)
         notes.append(distributed.describe(project.device))
     ctx.reporter.stage_started(stage.name, total, notes)
     try:
-        result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point)
+        result = _fit_logged(ctx, task, stage, plan, stage_dir, setup, ckpts, point, own)
     except StepFailed as failed:  # the user's model, loss or data raised inside the loop
         raise step_error(failed, model) from failed.__cause__
     finally:
@@ -180,7 +214,8 @@ def train_stage(
     primary = task.primary(cfg.metrics.primary)
     verdict = distributed.once(lambda: stage.judge(curves, gate, ctx.history, primary, findings))
     headline = next((d.code for d in verdict.diagnoses if d.severity == "fail"), None)
-    if initial is not None and headline in TRY_CODES and not distributed.active():
+    tries = own is None and not distributed.active()  # the sweep trains the task's loss
+    if initial is not None and headline in TRY_CODES and tries:
         assert isinstance(train_source, FixedBatch)
         tried = tried_rates(
             plan, model, initial, train_source, loss_fn, project.device, _reached(gate), total
@@ -236,6 +271,7 @@ def _sources(
     the whole augmented train set otherwise) and the random val batches."""
     project, cfg, knobs = ctx.project, plan.config, plan.knobs
     train, val = project.datasets(plan)
+    pairs = not cfg.own_batches  # the config's own step takes batches of any structure
     device = project.device
     pin = cfg.data.pin_memory if cfg.data.pin_memory is not None else device.type == "cuda"
     loading = {
@@ -247,7 +283,9 @@ def _sources(
     if plain:
         indices = pick_samples(len(train), knobs.samples or 1, cfg.seed)
         notes.append(f"train samples {indices} in one batch")
-        source: FixedBatch | StepStream = FixedBatch(NamedItems(train, "train"), indices, device)
+        source: FixedBatch | StepStream = FixedBatch(
+            NamedItems(train, "train", pairs), indices, device
+        )
     else:  # augmentation wraps the train set only: val stays the same for every stage
         entries = resolve_entries(knobs.augmentations, train)
         augmented = augment_train(
@@ -258,14 +296,14 @@ def _sources(
         elif knobs.augmentations == "auto":
             notes.append("no default augmentation for non-image inputs; set augmentations")
         source = StepStream(
-            NamedItems(augmented, "train"),
+            NamedItems(augmented, "train", pairs),
             distributed.per_rank_batch(cfg.data.batch_size, "data.batch_size"),
             cfg.seed,
             **loading,
         )
     val_key = "data.val_batch_size" if cfg.data.val_batch_size else "data.batch_size"
     val_source = StepStream(
-        NamedItems(val, "val"),
+        NamedItems(val, "val", pairs),
         distributed.per_rank_batch(cfg.data.val_batch_size or cfg.data.batch_size, val_key),
         cfg.seed + 1,
         split="val",
@@ -328,6 +366,7 @@ def _fit_logged(
     setup: FitSetup,
     ckpts: resume.StageCheckpoints,
     point: dict[str, Any] | None,
+    own: OwnStep | None = None,
 ) -> FitResult:
     """Run the loop into the stage's logbook, with what is logged beside the steps: the
     baseline, the observer's start, periodic and stage-end val passes and pictures."""
@@ -339,9 +378,15 @@ def _fit_logged(
             decay = setup.optimizer.param_groups[0].get("weight_decay", 0.0)
             logbook.write([Row(0, "optim/weight_decay", float(decay))])
         if stage.logs_baseline and not start:
-            logbook.write(_baselines(project, task, plan, setup))
-        observer = None
-        if project.run.writes:  # full val metrics and pictures on the process that logs
+            rows = _baselines(project, task, plan, setup) if own is None else None
+            logbook.write(rows if rows is not None else _own_baseline(project, plan, setup, own))
+        observer, health = None, None
+        if project.run.writes and own is not None:
+            # the task's metrics and pictures read (input, target) batches; the layers'
+            # health is measured through the config's own step
+            health = _step_health(project, plan, setup.model, logbook, own)
+            setup.callbacks = [*setup.callbacks, health]
+        elif project.run.writes:  # full val metrics and pictures on the process that logs
             observer = StageObserver(
                 plan,
                 task,
@@ -368,11 +413,30 @@ def _fit_logged(
                 observer.close()
             raise ckpts.interrupted(result.last_step)
         # killed after its final checkpoint: the stage only needs judging
-        if not resume.finished(point) and observer is not None:
+        if not resume.finished(point) and health is not None:
             health.measure(result.last_step)
+        if not resume.finished(point) and observer is not None:
             # the stage-end metrics the gates compare
             observer.finish(result.last_step, worst=stage.shows_worst)
     return result
+
+
+def _step_health(
+    project: Project, plan: StagePlan, model: nn.Module, logbook: Any, own: OwnStep
+) -> LayerHealth:
+    """Layer health on the first val items, run through the config's own step (what a
+    LightningModule logs on the way is dropped: it is no step of training)."""
+    _, val = project.datasets(plan)
+    count = min(HEALTH_SAMPLES, len(val))
+    probe = FixedBatch(NamedItems(val, "val", pairs=False), list(range(count)), project.device)
+
+    def forward(batch: Any) -> Any:
+        out = own.step(model, batch)
+        if own.capture is not None:
+            own.capture.take()
+        return out
+
+    return LayerHealth(model, probe.batch, logbook, forward=forward)
 
 
 def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -> list[Row]:
@@ -393,6 +457,43 @@ def _baselines(project: Project, task: Task, plan: StagePlan, setup: FitSetup) -
     if (metric := task.baseline_metric(stats, name)) is not None:
         rows += [Row(0, f"baseline/{name}", metric[0]), Row(0, f"baseline/{name}_se", metric[1])]
     return rows
+
+
+def _own_baseline(
+    project: Project, plan: StagePlan, setup: FitSetup, own: OwnStep | None
+) -> list[Row]:
+    """For the config's own step, where ``data.inputs`` names the inputs: the val loss of
+    the model trained on zeroed inputs (none otherwise: the step's loss has no formula).
+    The global RNG is left as it was, so the stage trains as it would without it."""
+    cfg = plan.config
+    if own is None or not cfg.data.inputs:
+        return []
+    train, val = project.datasets(plan)
+    collate = CheckedCollate("train", collate_of(train))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(
+        IndexedItems(NamedItems(train, "train", pairs=False)),
+        batch_size=cfg.data.batch_size,
+        shuffle=True,
+        generator=gen,
+        collate_fn=collate,
+    )
+    kept = list(range(min(len(val), BASELINE_VAL_ITEMS)))
+    val_loader = DataLoader(
+        Subset(IndexedItems(NamedItems(val, "val", pairs=False)), kept),
+        batch_size=cfg.data.val_batch_size or cfg.data.batch_size,
+        collate_fn=CheckedCollate("val", collate_of(val)),
+    )
+    saved = checkpoint.rng_state()
+    try:
+        loss = zeroed_input_baseline(
+            setup.model, own.step, train_loader, val_loader, cfg.data.inputs, project.device
+        )
+    finally:
+        checkpoint.set_rng_state(saved)
+        if own.capture is not None:
+            own.capture.take()  # what the copy logged is no step of this stage
+    return [Row(0, "baseline/val_loss", loss)] if loss is not None else []
 
 
 def _spec(spec: Any) -> str:

@@ -6,14 +6,22 @@ cross-entropy, the train mean under MSE). For any other loss — Dice, focal, la
 smoothing, your own — it is fitted: one constant output (a logit per class, broadcast
 over the pixels for dense outputs; a value per target element) trained on train items by
 gradient descent on that very loss, then scored on val items. Its val loss is in the
-loss's own units, so the gate compares like with like.
+loss's own units, so the gate compares like with like. For the config's own step the
+predictor is the model itself trained on inputs zeroed (``zeroed_input_baseline``).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
+
+from dlsteps.data.batches import batch_size, to_device
 
 MAX_ITEMS = 512  # train and val items each: the constant's loss is an average, this is plenty
 STEPS = 300
@@ -76,3 +84,58 @@ def measured_baseline(
     with torch.no_grad():
         value = float(loss_fn(constant.expand((len(vy), *out.shape[1:])), vy))
     return value if value == value else None
+
+
+def zeroed_input_baseline(
+    model: nn.Module,
+    step: Callable[[nn.Module, Any], tuple[torch.Tensor, Any]],
+    train: Iterable[Any],
+    val: Iterable[Any],
+    inputs: Sequence[str],
+    device: torch.device,
+    steps: int = STEPS,
+) -> float | None:
+    """For the config's own step: the val loss of a copy of ``model`` trained ``steps``
+    steps (Adam, its default rate) through ``step`` on train batches whose ``inputs`` are
+    zeroed, and scored on zeroed val batches. With nothing to read, the copy can only learn
+    what is the same for every input: the input-independent predictor, in the step's own
+    loss units."""
+    net = copy.deepcopy(model)
+    net.train()
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad])
+    batches = iter(train)
+    for _ in range(steps):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(train)
+            batch = next(batches)
+        loss, _ = step(net, zeroed(to_device(batch, device), inputs))
+        if not torch.isfinite(loss):
+            return None
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in val:
+            loss, _ = step(net, zeroed(to_device(batch, device), inputs))
+            size = batch_size(batch)
+            total, count = total + float(loss) * size, count + size
+    value = total / max(count, 1)
+    return value if count and math.isfinite(value) else None
+
+
+def zeroed(batch: Any, inputs: Sequence[str]) -> Any:
+    """``batch`` with the parts named by ``inputs`` (dict keys, tuple/list indices) zeroed."""
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _zero(v) if str(k) in inputs else v for k, v in batch.items()})
+    if isinstance(batch, list | tuple):
+        parts = [_zero(v) if str(i) in inputs else v for i, v in enumerate(batch)]
+        return type(batch)(parts) if not hasattr(batch, "_fields") else type(batch)(*parts)
+    return batch
+
+
+def _zero(value: Any) -> Any:
+    return torch.zeros_like(value) if isinstance(value, torch.Tensor) else value

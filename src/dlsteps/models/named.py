@@ -22,6 +22,7 @@ from typing import Any
 from torch import nn
 
 from dlsteps.errors import ConfigError, did_you_mean
+from dlsteps.models.lightning import lightning_model
 from dlsteps.models.zoo import load_weights
 
 PREFIXES = ("torchvision", "timm")
@@ -111,6 +112,7 @@ def timm_model(name: str) -> Callable[..., nn.Module]:
 BUILDERS: dict[str, Callable[[str], Callable[..., nn.Module]]] = {
     "torchvision": torchvision_model,
     "timm": timm_model,
+    "lightning": lightning_model,  # a LightningModule class: "lightning:pkg.mod:LitModel"
 }
 
 

@@ -10,6 +10,7 @@ from torch import nn
 from dlsteps.errors import ConfigError, ModelError, UserError
 from dlsteps.models.cnn import small_cnn
 from dlsteps.models.gan import conv_critic, pix2pix_unet
+from dlsteps.models.gpt import tiny_gpt
 from dlsteps.models.named import named_model
 from dlsteps.models.outputs import adapt_output
 from dlsteps.models.resnet import resnet18_stem
@@ -38,6 +39,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "deeplabv3_resnet50": deeplabv3_resnet50,
     "lraspp_mobilenet_v3_large": lraspp_mobilenet_v3_large,
     "pix2pix_unet": pix2pix_unet,
+    "tiny_gpt": tiny_gpt,  # a small causal transformer (task: language_model)
 }
 # critics of the adversarial stage (generative task): ``adversarial.critic.name``
 CRITICS: dict[str, Callable[..., nn.Module]] = {"conv_critic": conv_critic}
@@ -49,12 +51,13 @@ def build_model(
     implied: Mapping[str, Any],
     registry: Mapping[str, Callable[..., nn.Module]] = MODELS,
     key: str = "model",
-    output: str | int = "auto",
+    output: str | int | None = "auto",
 ) -> nn.Module:
     """Call the model function; ``implied`` (in_channels, num_classes from the data) fills
     only arguments the function declares and the config left out. ``registry``/``key``
     serve other networks built the same way (the adversarial stage's critic). ``output``
-    (``model.output``) picks the prediction from a forward that returns more than a tensor."""
+    (``model.output``) picks the prediction from a forward that returns more than a tensor;
+    None leaves the forward's result as it is (the config's own step reads it)."""
     fn = named_model(name) if registry is MODELS else None
     fn = fn or resolve(name, registry, f"{key}.name")
     kwargs = with_defaults(fn, args, implied)
@@ -75,4 +78,4 @@ def build_model(
     # a main model without trainable parameters is diagnosed by preflight (no_gradient)
     if registry is not MODELS and not any(p.requires_grad for p in model.parameters()):
         raise ModelError(f"{key}.name: {name} has no trainable parameters")
-    return adapt_output(model, output)
+    return adapt_output(model, output) if output is not None else model

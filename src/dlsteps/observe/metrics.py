@@ -12,12 +12,14 @@ set, not a mean of per-batch values. Each task builds the set it reports
   (torchmetrics' behaviour, and sklearn's);
 - ``MultilabelMetrics``: ``map`` (mean average precision), ``f1`` (macro), ``ap/<label>``;
 - ``ValueMetrics``: ``mae``, ``rmse``;
-- ``ImageMetrics``: ``psnr`` (over the val targets' value range) and ``l1``.
+- ``ImageMetrics``: ``psnr`` (over the val targets' value range) and ``l1``;
+- ``TokenMetrics``: ``perplexity`` over every val token and ``bits_per_token``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +88,23 @@ class MetricSet:
 
     def compute(self) -> MetricValues:
         return MetricValues({name: float(m.compute()) for name, m in self._metrics.items()})
+
+
+class TokenMetrics(MetricSet):
+    """Next-token predictions: ``out`` (B, V, T) logits, ``y`` (B, T) token ids;
+    ``perplexity`` (torchmetrics) over every val token and ``bits_per_token``, its log2."""
+
+    def _build(self, out: torch.Tensor) -> None:
+        from torchmetrics.text import Perplexity
+
+        self._metrics = {"perplexity": Perplexity(**ONE_PROCESS)}
+
+    def _update(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        self._metrics["perplexity"].update(out.transpose(1, 2), y)
+
+    def compute(self) -> MetricValues:
+        perplexity = float(self._metrics["perplexity"].compute())
+        return MetricValues({"perplexity": perplexity, "bits_per_token": math.log2(perplexity)})
 
 
 class ClassMetrics(MetricSet):

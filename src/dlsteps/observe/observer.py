@@ -127,6 +127,11 @@ class StageObserver:
             self.writer.add_image("samples", pic, step, dataformats="HWC")
             self.writer.flush()
             self.stage_dir.write_samples(png_bytes(pic))
+        if (text := self.task.text_samples(self.model, self.val, self.device)) is not None:
+            # TensorBoard's text plugin reads markdown: a code block keeps the text as it is
+            self.writer.add_text("samples", f"```\n{text}\n```", step)
+            self.writer.flush()
+            self.stage_dir.write_text_samples(text)
         return pic
 
     def first_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:

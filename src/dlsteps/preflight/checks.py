@@ -652,7 +652,7 @@ def run_preflight(
     x, y = sampled
     model.train()
     out = forward_probe(model, x, device)
-    found: list[Diagnosis] = []
+    found: list[Diagnosis] = task.check_data(stats)
     found += check_nonfinite(stats)
     found += check_repeat_reads(train, val, task)
     found += check_overlap(stats)
@@ -698,6 +698,7 @@ def run_preflight(
         if torch.isfinite(loss):
             found += check_gradient_reach(model, loss)
         found += check_batch_mixing(model, x, device)
+        found += task.check_probe(model, x.to(device), y.to(device), out)
     found += check_unregistered(model)
     found += check_fancy(model, config)
     return verdict_of(found, figures)
@@ -735,7 +736,13 @@ def _names(names: list[str]) -> str:
 
 def exit_code_codes() -> Sequence[str]:
     """Preflight codes that mean 'bad data or a model that does not fit it': exit 2."""
-    return ("label_out_of_range", "shape_mismatch", "labels_ignored", "class_missing")
+    return (
+        "label_out_of_range",
+        "shape_mismatch",
+        "labels_ignored",
+        "class_missing",
+        "constant_tokens",
+    )
 
 
 def _copied(item: tuple[Any, Any]) -> tuple[Any, Any]:

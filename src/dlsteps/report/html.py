@@ -26,7 +26,7 @@ from dlsteps.logbook.curves import Curves
 from dlsteps.report.closing import closing
 from dlsteps.report.svgplot import HLine, Note, Series, line_chart
 from dlsteps.report.views import StageView, rejudge
-from dlsteps.rundir.layout import BATCH_PNG, LR_SWEEP_JSON, WORST_PNG
+from dlsteps.rundir.layout import BATCH_PNG, LR_SWEEP_JSON, SAMPLES_TXT, WORST_PNG
 from dlsteps.rundir.run import RunDir, StageDir
 
 SAMPLES_MIN_WIDTH = 360  # pixels; small sample pictures are shown zoomed
@@ -410,9 +410,24 @@ def _pictures(stage_dir: StageDir, metrics: dict[str, Any] | None) -> str:
             f"highest-loss val samples (val index and loss: {losses})",
             "input, target and prediction of the val samples with the highest loss",
         ),
+        _text(
+            stage_dir.path / SAMPLES_TXT,
+            "sample generations (prompt from a val block, then the model's tokens in ⟦ ⟧)",
+        ),
     ]
     shown = "".join(p for p in parts if p)
     return f"<div class='plots'>{shown}</div>" if shown else ""
+
+
+def _text(path: Path, title: str) -> str:
+    """A text file of the stage directory (a language model's generations), as it is."""
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return (
+        f"<div><h3>{escape(title)}</h3><pre style='white-space:pre-wrap;max-width:60em'>"
+        f"{escape(text)}</pre></div>"
+    )
 
 
 def _confused_pairs(data: dict[str, Any] | None) -> str:

@@ -17,6 +17,7 @@ runs/<name>-<YYYYmmdd-HHMMSS>/
   <stage>/checkpoint.pt        for --resume and for init_from
   <stage>/metrics.json         stage-end val metrics and confusion matrix
   <stage>/samples.png          input / target / prediction of fixed val samples
+  <stage>/samples.txt          language models: generations from the starts of val blocks
   <stage>/trace/               torch.profiler traces (dlsteps profile --trace)
 """
 
@@ -38,4 +39,5 @@ LR_SWEEP_JSON = "lr_sweep.json"  # a learning-rate sweep's curve
 CHECKPOINT_PT = "checkpoint.pt"
 METRICS_JSON = "metrics.json"
 SAMPLES_PNG = "samples.png"
+SAMPLES_TXT = "samples.txt"
 TRACE_DIR = "trace"

@@ -162,6 +162,11 @@ class StageDir:
         if self.writes:
             write_bytes(self.samples_png, png)
 
+    def write_text_samples(self, text: str) -> None:
+        """A language model's generations (``samples.txt``), the text form of pictures."""
+        if self.writes:
+            write_bytes(self.path / layout.SAMPLES_TXT, text.encode("utf-8"))
+
     def save_checkpoint(self, write: Callable[[IO[bytes]], None]) -> None:
         """``write(fh)`` (``torch.save``) into ``checkpoint.pt``, atomically."""
         if self.writes:

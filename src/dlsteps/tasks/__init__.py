@@ -25,6 +25,7 @@ _BUILTIN: dict[str, str] = {
     "regression": "dlsteps.tasks.regression:Regression",
     "multilabel": "dlsteps.tasks.multilabel:Multilabel",
     "generative": "dlsteps.tasks.generative:Generative",
+    "language_model": "dlsteps.tasks.language_model:LanguageModel",
 }
 _REGISTERED: dict[str, type[Task]] = {}
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from dlsteps.data.stats import DataStats
 from dlsteps.errors import ConfigError, did_you_mean
@@ -181,6 +182,23 @@ class Task:
     ) -> list[Diagnosis]:
         """The label counts against the model's outputs (tasks with class labels)."""
         return []
+
+    def check_data(self, stats: DataStats) -> list[Diagnosis]:
+        """What the data pass alone shows is broken for this task, before any other data
+        check (a language model's corpus tokenized to one id)."""
+        return []
+
+    def check_probe(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
+    ) -> list[Diagnosis]:
+        """Checks of a fresh model on the probe batch that only this task can make (a
+        language model's targets shifted by one, its causal mask)."""
+        return []
+
+    def text_samples(self, model: nn.Module, val: Dataset, device: torch.device) -> str | None:
+        """What the model makes of fixed val samples, as text (a language model's
+        generations); None for tasks whose pictures are images."""
+        return None
 
     def check_init(
         self,

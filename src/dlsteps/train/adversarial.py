@@ -73,8 +73,9 @@ class AdversarialStep:
         self.critic_params = [p for p in critic.parameters() if p.requires_grad]
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor
+        self, batch: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        x, y = batch
         critic_loss, wasserstein, gp, critic_norm, distance = self._train_critic(x, y)
         self.critic.requires_grad_(False)  # the generator step needs no critic gradients
         try:

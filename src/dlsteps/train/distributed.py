@@ -153,9 +153,15 @@ class MeanLossStep:
     def __init__(self, step: Callable[..., Any]) -> None:
         self.step = step
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> Any:
-        loss, norm, extra = self.step(x, y)
+    def __call__(self, batch: Any) -> Any:
+        loss, norm, extra = self.step(batch)
         return _mean(loss), norm, extra
+
+    @property
+    def loss(self) -> Callable[[Any], torch.Tensor] | None:
+        """The wrapped step's loss without the update, where it has one (the probe of a
+        refused allocation)."""
+        return getattr(self.step, "loss", None)
 
 
 class MeanLoss(nn.Module):

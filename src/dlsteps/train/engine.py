@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from dlsteps.data.batches import batch_size, described, to_device
 from dlsteps.data.loading import Batch
 from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Row
 from dlsteps.train import memory
-from dlsteps.train.steps import TrainStep, output_spread
+from dlsteps.train.steps import Evaluate, SupervisedEval, TrainStep
 
 
 class StopReason(str, enum.Enum):
@@ -114,44 +115,49 @@ class FitSetup:
     val_every: int = 1
     flush_every: int = 25
     callbacks: list[Callback] = field(default_factory=list)
+    # the val forward (batch -> val loss, output spread); None: the model and ``loss_fn``
+    evaluate: Evaluate | None = None
 
 
 class StepFailed(Exception):
-    """The user's model, loss or data raised inside the loop: ``step`` and ``phase`` say
-    where, ``shapes`` what the batch was; the original exception is the ``__cause__``."""
+    """The user's model, loss, step or data raised inside the loop: ``step`` and ``phase``
+    say where, ``shapes`` what the batch was (inputs and targets of an ``(input, target)``
+    batch, else the whole batch and None); the original exception is the ``__cause__``."""
 
-    def __init__(self, step: int, phase: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, step: int, phase: str, batch: Batch) -> None:
         super().__init__(f"step {step} ({phase})")
         self.step, self.phase = step, phase
-        self.shapes = (_described(x), _described(y))
+        pair = isinstance(batch, tuple | list) and len(batch) == 2
+        self.shapes: tuple[str, str | None] = (
+            (described(batch[0]), described(batch[1])) if pair else (described(batch), None)
+        )
 
 
 class OutOfMemory(StepFailed):
     """The step's allocation was refused; ``fits`` is the largest halved batch size that
     ran (``None``: not even one sample), ``size`` the batch size that did not."""
 
-    def __init__(
-        self, step: int, phase: str, x: torch.Tensor, y: torch.Tensor, fits: int | None
-    ) -> None:
-        super().__init__(step, phase, x, y)
-        self.size, self.fits = int(x.shape[0]), fits
+    def __init__(self, step: int, phase: str, batch: Batch, fits: int | None) -> None:
+        super().__init__(step, phase, batch)
+        self.size, self.fits = batch_size(batch), fits
 
 
 def _failed(
-    s: FitSetup, step: int, phase: str, x: torch.Tensor, y: torch.Tensor, exc: Exception
+    s: FitSetup, step: int, phase: str, batch: Batch, exc: Exception, evaluate: Evaluate
 ) -> StepFailed:
     """What the loop raises when the user's step raised ``exc``: a refused allocation is
-    probed for the batch size that fits before the stage stops."""
+    probed for the batch size that fits before the stage stops. A train step is probed
+    with its loss and backward (``step.loss``, without the update); a step that has no
+    separate loss (the adversarial stage's) and a val batch with the val forward."""
     if not memory.is_out_of_memory(exc):
-        return StepFailed(step, phase, x, y)
+        return StepFailed(step, phase, batch)
     memory.release(exc)
-    backward = phase == "train step"
-    fits = memory.fitting_batch(s.model, s.loss_fn, s.autocast, x, y, backward=backward)
-    return OutOfMemory(step, phase, x, y, fits)
-
-
-def _described(t: torch.Tensor) -> str:
-    return f"{tuple(t.shape)} ({str(t.dtype).removeprefix('torch.')})"
+    loss = getattr(s.step, "loss", None) if phase == "train step" else None
+    if loss is not None:
+        fits = memory.fitting_batch(s.model, batch, loss, backward=True)
+    else:
+        fits = memory.fitting_batch(s.model, batch, lambda b: evaluate(b)[0], backward=False)
+    return OutOfMemory(step, phase, batch, fits)
 
 
 @dataclass
@@ -274,6 +280,7 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
     started = time.perf_counter()
     step = start_step
     meter = _ChunkMeter(device, step)
+    evaluate = s.evaluate or SupervisedEval(model, s.loss_fn, autocast)
     model.train()
 
     def flush() -> FitResult | None:
@@ -308,21 +315,19 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
     try:
         t_wait = time.perf_counter()
         while step < s.total_steps:
-            x, y = next(train_it)
+            batch = next(train_it)
             validate = (step + 1) % s.val_every == 0
             if validate:  # fetched here so that waiting for it counts as data, not compute
-                vx, vy = next(val_it)
-                vx, vy = vx.to(device, non_blocking=True), vy.to(device, non_blocking=True)
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+                val_batch = to_device(next(val_it), device, non_blocking=True)
+            batch = to_device(batch, device, non_blocking=True)
             step += 1
-            meter.samples += x.shape[0]
+            meter.samples += batch_size(batch)
             pending.add_host(step, "time/data", time.perf_counter() - t_wait)
             timer.start()
             try:
-                loss, norm, extra = s.step(x, y)
+                loss, norm, extra = s.step(batch)
             except Exception as exc:
-                raise _failed(s, step, "train step", x, y, exc) from exc
+                raise _failed(s, step, "train step", batch, exc, evaluate) from exc
             pending.add_host(step, "lr", s.optimizer.param_groups[0]["lr"])
             if s.scheduler is not None:
                 s.scheduler.step()
@@ -332,11 +337,14 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
                 pending.add(step, tag, value)
             if validate:
                 try:
-                    vloss, spread = _validate(model, s.loss_fn, autocast, vx, vy, device)
+                    vloss, spread, val_extra = evaluate(val_batch)
                 except Exception as exc:
-                    raise _failed(s, step, "val batch", vx, vy, exc) from exc
+                    raise _failed(s, step, "val batch", val_batch, exc, evaluate) from exc
                 pending.add(step, "val/loss", vloss)
-                pending.add(step, "diag/output_spread", spread)
+                if spread is not None:
+                    pending.add(step, "diag/output_spread", spread)
+                for tag, value in val_extra.items():
+                    pending.add(step, tag, value)
             timer.stop(step, pending)
             due = step % s.flush_every == 0 or step == s.total_steps
             if (due or any(cb.wants_flush(step) for cb in s.callbacks)) and (
@@ -364,24 +372,6 @@ def fit(setup: FitSetup, logbook: Logbook, start_step: int = 0, val_start: int =
 
 def _end(step: int, reason: StopReason, started: float, **kw: object) -> FitResult:
     return FitResult(step, reason, time.perf_counter() - started, **kw)  # type: ignore[arg-type]
-
-
-def _validate(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    autocast: contextlib.AbstractContextManager,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x.to(device, non_blocking=True)
-    y = y.to(device, non_blocking=True)
-    model.eval()
-    with torch.no_grad(), autocast:
-        out = model(x)
-        loss = loss_fn(out, y)
-    model.train()
-    return loss, output_spread(out)
 
 
 def make_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlsteps.data.batches import to_device
 from dlsteps.train.checkpoint import rng_state, set_rng_state
 from dlsteps.train.steps import TrainStep
 
@@ -71,8 +72,7 @@ def lr_sweep(
         for lr in lrs:
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = next(batches)
-            loss, _, _ = step(x.to(device), y.to(device))
+            loss, _, _ = step(to_device(next(batches), device))
             value = float(loss.detach())
             losses.append(value)
             if not math.isfinite(value):

@@ -10,12 +10,15 @@ pass (no optimizer step: the weights stay as they were), and the stage stops wit
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from dlsteps.data.batches import batch_size, head
 
 # torch's words for a refused allocation (CPU allocator, CUDA caching allocator, MPS)
 _WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
@@ -38,20 +41,19 @@ def release(exc: BaseException) -> None:
 
 def fitting_batch(
     model: nn.Module,
-    loss_fn: nn.Module,
-    autocast: contextlib.AbstractContextManager,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batch: Any,
+    loss: Callable[[Any], torch.Tensor],
     backward: bool,
 ) -> int | None:
-    """The largest of ``len(x) // 2, // 4, ..., 1`` whose forward (and ``backward``) pass
-    runs; ``None`` when not even one sample does. Gradients are dropped afterwards."""
-    size = x.shape[0] // 2
+    """The largest of ``size // 2, // 4, ..., 1`` samples of ``batch`` (any structure: its
+    tensors cut along the batch dimension) whose ``loss`` (and ``backward``) runs; ``None``
+    when not even one sample does. Gradients are dropped afterwards."""
+    size = batch_size(batch) // 2
     training = model.training
     try:
         while size >= 1:
             try:
-                _attempt(model, loss_fn, autocast, x[:size], y[:size], backward)
+                _attempt(model, loss, head(batch, size), backward)
                 return size
             except Exception as exc:  # only a refused allocation is tried smaller
                 if not is_out_of_memory(exc):
@@ -66,16 +68,11 @@ def fitting_batch(
 
 
 def _attempt(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    autocast: contextlib.AbstractContextManager,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    backward: bool,
+    model: nn.Module, loss: Callable[[Any], torch.Tensor], part: Any, backward: bool
 ) -> None:
     model.train(backward)
-    with torch.set_grad_enabled(backward), autocast:
-        loss = loss_fn(model(x), y)
+    with torch.set_grad_enabled(backward):
+        value = loss(part)
     if backward:
-        loss.backward()
-    del loss
+        value.backward()
+    del value

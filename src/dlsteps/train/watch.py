@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlsteps.data.batches import leaves, to_device
 from dlsteps.logbook.book import Logbook
 from dlsteps.logbook.curves import Row
 from dlsteps.train.checkpoint import rng_state, set_rng_state
@@ -104,8 +105,17 @@ class LayerHealth(Callback):
     bounds), ``grad/norm/<group>`` (the last step's gradient norm per top-level layer) and
     ``weights/norm`` (all trainable weights)."""
 
-    def __init__(self, model: nn.Module, batch: torch.Tensor, logbook: Logbook) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        batch: Any,
+        logbook: Logbook,
+        forward: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """``forward(batch)`` runs the model on the batch (the config's own step, for a
+        batch that is not one input tensor); default ``model(batch)``."""
         self.model, self.batch, self.logbook = model, batch, logbook
+        self.forward = forward or model
         self.squashing = {
             n: m for n, m in model.named_modules() if isinstance(m, nn.ReLU | nn.Sigmoid | nn.Tanh)
         }
@@ -155,7 +165,7 @@ class LayerHealth(Callback):
         self.model.eval()
         try:
             with torch.no_grad():
-                self.model(self.batch)
+                self.forward(self.batch)
         finally:
             self.model.train(was_training)
             for handle in handles:
@@ -227,19 +237,20 @@ class NanWatch(Callback):
         batches = train.batches(snap.step)
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         for step in range(snap.step + 1, nan_step + 1):
-            x, y = next(batches)
             where = f"at step {step} (train items {batch_indices(step)})"
             device = next(self.model.parameters()).device
-            x, y = x.to(device), y.to(device)
-            if (bad := _nonfinite_share(x)) is not None:
-                return f"It was born in the input batch {where}: {bad} of its values are NaN/Inf."
+            batch = to_device(next(batches), device)
+            inputs = batch[0] if _is_pair(batch) else batch  # a pair's targets are not input
+            for path, tensor in leaves(inputs, "input batch"):
+                if (bad := _nonfinite_share(tensor)) is not None:
+                    return f"It was born in the {path} {where}: {bad} of its values are NaN/Inf."
             with _first_nonfinite_output(self.model) as first:
                 try:
                     with warnings.catch_warnings():  # "anomaly detection enabled": we know
                         warnings.simplefilter("ignore")
                         anomaly = torch.autograd.detect_anomaly(check_nan=True)
                     with anomaly:
-                        loss, _, _ = step_fn(x, y)
+                        loss, _, _ = step_fn(batch)
                     if self.scheduler is not None:
                         self.scheduler.step()
                 except RuntimeError as exc:
@@ -297,6 +308,10 @@ def _nonfinite(output: Any) -> bool:
         and output.is_floating_point()
         and not bool(torch.isfinite(output).all())
     )
+
+
+def _is_pair(batch: Any) -> bool:
+    return isinstance(batch, tuple | list) and len(batch) == 2
 
 
 def _nonfinite_share(x: torch.Tensor) -> str | None:

@@ -109,14 +109,11 @@ def run_ladder(loaded: LoadedConfig, opts: RunOptions) -> tuple[dict[str, Any], 
         )
     resolved = resolved_dict(loaded)
     project = Project(loaded, device)
-    new_root = not opts.runs_root.exists()
     run = _open_run_dir(loaded, opts)
     notes: list[str] = []
     try:
         with run.locked(notes):
-            return _run_in(
-                run, project, loaded, opts, stages, task.ladder, resolved, notes, new_root
-            )
+            return _run_in(run, project, loaded, opts, stages, task.ladder, resolved, notes)
     except OSError as exc:  # a full disk, a folder that became read-only: no traceback
         if (error := storage_error(exc, run.path)) is None:
             raise
@@ -132,10 +129,8 @@ def _run_in(
     ladder: Sequence[Stage],
     resolved: dict[str, Any],
     notes: list[str],
-    new_root: bool,
 ) -> tuple[dict[str, Any], int]:
-    """The run in its (locked) directory: the summary, then the climb. ``new_root``: the
-    runs folder was made for this run (a config that does not build removes it again)."""
+    """The run in its (locked) directory: the summary, then the climb."""
     digest = config_hash(resolved)
     device = project.device
     previous: dict[str, Any] | None = None
@@ -144,10 +139,7 @@ def _run_in(
         try:
             project.check_builds(loaded.plans[stages[0]])
         except UserError:  # a config that does not build leaves no directory behind
-            run.discard_unrecorded()
-            if new_root and run.writes:
-                with contextlib.suppress(OSError):  # only if nothing else is in it
-                    opts.runs_root.rmdir()
+            run.discard_unrecorded()  # and the runs folder made for it
             raise
     if opts.resume is not None:
         previous = run.summary_to_resume(digest)

@@ -179,6 +179,7 @@ class RunDir:
 
     def __init__(self, path: Path, writes: bool = True) -> None:
         self.path, self.writes = Path(path), writes
+        self.made_root: Path | None = None  # the runs folder ``new`` created for this run
 
     def __str__(self) -> str:
         return str(self.path)
@@ -190,11 +191,13 @@ class RunDir:
         base = root / f"{name}-{stamp}"
         if base.parent != root or name in ("", ".", ".."):  # the config's name is checked too
             raise UserError(f"name {name!r}: a run name is one folder name, without / or ..")
-        candidate, n = base, 1
+        candidate, n, root_existed = base, 1, root.exists()
         while True:
             try:
                 candidate.mkdir(parents=True, exist_ok=False)
-                return cls(candidate)
+                made = cls(candidate)
+                made.made_root = None if root_existed else root
+                return made
             except FileExistsError:
                 n += 1
                 candidate = base.with_name(f"{base.name}-{n}")
@@ -257,6 +260,8 @@ class RunDir:
         (self.path / layout.IMAGE_STATS_JSON).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: something else is in it; leave it
             self.path.rmdir()
+            if self.made_root is not None:  # the runs folder made for it, if still empty
+                self.made_root.rmdir()
 
     def is_run(self) -> bool:
         return (self.path / layout.SUMMARY_JSON).is_file()
